@@ -84,6 +84,8 @@ const hostSchema = z
     sshKey: secretRef,
     /** known_hosts file that pins this host's key; host keys are never accepted blindly. */
     knownHosts: secretRef.optional(),
+    /** authorized_keys file the guide's dest→source key exchange appends to (on the source). */
+    authorizedKeys: absPath.optional(),
   })
   .strict();
 
@@ -111,6 +113,8 @@ const containerSchema = z
     name: instanceName,
     /** Source name; defaults to `source.containerPrefix + name`. */
     source: instanceName.optional(),
+    /** Folder of this container's data under `data.sourceRoot` on the source; defaults to `name`. */
+    sourceFolder: dirName.optional(),
     role: z.string().max(80).optional(),
     privileged: z.boolean().default(false),
     /** Owner of /opt/gbo inside the container; falls back to `ownerFallback` when the user is absent. */
@@ -230,7 +234,7 @@ export const planSchema = z
          * Private key file ON THE DESTINATION HOST that its rsync uses to pull from the source (a
          * path, never key material; the guide's dest→source key exchange). Default: ssh's own.
          */
-        pullIdentity: absPath.optional(),
+        pullIdentity: absPath,
         /** known_hosts file on the destination host that pins the source's host key for the pull. */
         pullKnownHosts: absPath.optional(),
       })

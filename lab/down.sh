@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# lab:down — removes everything lab:up created: containers, daemons, sshd, netns, links, the
+# daemons' nft/iptables tables, mounts under the lab root, and the lab root itself. Idempotent.
+# The package installs and the image cache ($GBO_LAB_CACHE) are kept: they are not lab state.
+set -uo pipefail
+LAB_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+. "$LAB_DIR/lib.sh"
+T0=$(date +%s%N)
+elapsed() { echo "$(( ($(date +%s%N) - T0) / 1000000 ))" | awk '{printf "%.1f", $1/1000}'; }
+[ "$(id -u)" = 0 ] || die "lab:down needs root"
+
+alive() { [ -s "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+stop_pid() { # pidfile: TERM, wait up to 5 s, KILL
+  local f=$1 pid i
+  [ -s "$f" ] || return 0
+  pid=$(cat "$f"); kill -0 "$pid" 2>/dev/null || return 0
+  kill -TERM "$pid" 2>/dev/null
+  for i in $(seq 50); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
+  kill -KILL "$pid" 2>/dev/null; return 0
+}
+
+# Containers and daemons. Force-stop the instances (the lab's data is deleted anyway), then ask
+# the daemons to shut down; their pidfiles are the fallback.
+if alive "$DST_DIR/run/incusd.pid"; then
+  log "stopping Incus instances and incusd"
+  timeout 60 incus stop --all --force >/dev/null 2>&1
+  timeout 30 /usr/libexec/incus/incusd shutdown --timeout 20 >/dev/null 2>&1
+fi
+stop_pid "$DST_DIR/run/incusd.pid"
+if alive "$SRC_DIR/run/lxd.pid"; then
+  log "stopping LXD instances and lxd"
+  timeout 60 lxc stop --all --force >/dev/null 2>&1
+  timeout 30 lxd shutdown --timeout 20 >/dev/null 2>&1
+fi
+stop_pid "$SRC_DIR/run/lxd.pid"
+stop_pid "$SRC_DIR/run/sshd.pid"
+stop_pid "$DST_DIR/run/sshd.pid"
+
+# Leftover processes: anything inside the destination's netns, and anything whose command line
+# names the lab root (dnsmasq and forkproxy of the daemons' networks and devices).
+pids=()
+if [ -e "/run/netns/$NETNS" ]; then pids+=($(ip netns pids "$NETNS" 2>/dev/null)); fi
+if [ -n "$GBO_LAB_ROOT" ] && [ "$GBO_LAB_ROOT" != / ]; then
+  for d in /proc/[0-9]*; do
+    [ "${d#/proc/}" = "$$" ] && continue
+    if tr '\0' ' ' < "$d/cmdline" 2>/dev/null | grep -qF -- "$GBO_LAB_ROOT/"; then pids+=("${d#/proc/}"); fi
+  done
+fi
+if [ "${#pids[@]}" -gt 0 ]; then
+  log "killing leftover lab processes: ${pids[*]}"
+  kill -TERM "${pids[@]}" 2>/dev/null; sleep 0.5; kill -KILL "${pids[@]}" 2>/dev/null
+fi
+
+# Network: the netns takes incusbr0, the veth peer and the destination's nft/iptables with it.
+ip netns del "$NETNS" 2>/dev/null
+ip link del "$VETH_SRC" 2>/dev/null
+ip link del "$SRC_BRIDGE" 2>/dev/null
+for t in "inet lxd" "ip lxd" "ip6 lxd" "bridge lxd"; do nft delete table $t 2>/dev/null; done
+# xtables fallback rules carry LXD's comment "generated for LXD network lxdbr-gbo".
+for tool in iptables ip6tables; do
+  for table in filter nat mangle; do
+    command -v $tool >/dev/null || continue
+    $tool -t $table -S 2>/dev/null | grep -F "LXD network $SRC_BRIDGE" | sed 's/^-A /-D /' | while read -r rule; do
+      eval "$tool -t $table $rule" 2>/dev/null
+    done
+  done
+done
+
+# Mounts under the lab root (deepest first), then the lab root.
+if [ -n "$GBO_LAB_ROOT" ] && [ "$GBO_LAB_ROOT" != / ]; then
+  for m in $(awk -v r="$GBO_LAB_ROOT" '$2 == r || index($2, r "/") == 1 {print $2}' /proc/self/mounts | sort -r); do
+    umount -l "$m" 2>/dev/null
+  done
+  rm -rf --one-file-system "$GBO_LAB_ROOT"
+fi
+echo "lab:down: done in $(elapsed) s"

@@ -1,0 +1,73 @@
+# Shared settings of the lab scripts (sourced, not executed).
+# Address plan (RFC 2544 benchmark range, lab-only; nothing is auto-detected):
+#   veth gbo-src (root ns)  198.18.0.1/30  <->  veth gbo-dst0 (netns gbo-dst) 198.18.0.2/30
+#   source LXD bridge  lxdbr-gbo 198.18.16.1/24 (root ns)
+#   destination bridge incusbr0  198.18.32.1/24 (netns gbo-dst)
+GBO_LAB_ROOT="${GBO_LAB_ROOT:-/var/lib/gbo-lab}"
+GBO_LAB_CACHE="${GBO_LAB_CACHE:-/var/cache/gbo-lab}"
+GBO_LAB_DATA_MB="${GBO_LAB_DATA_MB:-8}"
+GBO_LAB_TENANT=pragmatismo
+GBO_LAB_ZONE="${GBO_LAB_ZONE:-pragmatismo.lab}"
+
+NETNS=gbo-dst
+VETH_SRC=gbo-src
+VETH_DST=gbo-dst0
+SRC_ADDR=198.18.0.1
+DST_ADDR=198.18.0.2
+SRC_BRIDGE=lxdbr-gbo
+SRC_BRIDGE_ADDR=198.18.16.1
+SRC_SUBNET=198.18.16.0/24
+DST_BRIDGE=incusbr0
+DST_BRIDGE_ADDR=198.18.32.1
+DST_SUBNET=198.18.32.0/24
+SSH_PORT=22
+LXD_API_PORT=8443
+
+SRC_DIR="$GBO_LAB_ROOT/src"
+DST_DIR="$GBO_LAB_ROOT/dst"
+SRC_DATA="$SRC_DIR/opt/gbo"          # the source host's /opt/gbo (one folder per container)
+SRC_HOME="$SRC_DIR/home"             # HOME of root on the source host (via sshd SetEnv)
+DST_HOME="$DST_DIR/home"             # HOME of root on the destination host
+export LXD_DIR="$SRC_DIR/lxd"
+export LXD_CONF="$SRC_HOME/.config/lxc"
+export INCUS_DIR="$DST_DIR/incus"
+export INCUS_CONF="$DST_HOME/.config/incus"
+LAB_KEY="$GBO_LAB_ROOT/ssh/id_ed25519"
+LAB_KNOWN_HOSTS="$GBO_LAB_ROOT/ssh/known_hosts"
+PULL_KEY="$DST_HOME/.ssh/id_ed25519"
+PULL_KNOWN_HOSTS="$DST_HOME/.ssh/known_hosts"
+PLAN_FILE="$GBO_LAB_ROOT/plan.yaml"
+
+# The ten containers: name, last octet of the fixed DHCP lease on lxdbr-gbo, owner of /opt/gbo
+# (alm-ci has no gbuser: it exercises the guide's root fallback), data dirs, services.
+CONTAINERS=(proxy tables system drive dns email webmail alm alm-ci table-editor)
+declare -A C_OCTET=([proxy]=10 [tables]=11 [system]=12 [drive]=13 [dns]=14 [email]=15 [webmail]=16 [alm]=17 [alm-ci]=18 [table-editor]=19)
+declare -A C_DIRS=(
+  [proxy]="conf data logs" [tables]="conf data logs pgconf pgdata" [system]="bin botserver-stack conf data logs"
+  [drive]="data logs" [dns]="bin conf data logs" [email]="conf data logs" [webmail]="conf data logs"
+  [alm]="alm conf data logs" [alm-ci]="conf data logs" [table-editor]="conf data logs")
+# "port:kind:Service" — http = busybox httpd answering "<container> <Service> <port>",
+# tcp = busybox `nc -ll` answering a one-line banner, caddy / dns = the real servers (Caddy, NSD).
+declare -A C_PORTS=(
+  [proxy]="80:caddy:Caddy 443:caddy:Caddy" [tables]="5432:tcp:PostgreSQL"
+  [system]="8200:http:Vault 6379:tcp:Valkey 9100:http:MinIO 6333:http:Qdrant 5858:http:botserver 5859:http:botui"
+  [drive]="9000:http:MinIO" [dns]="53:dns:NSD"
+  [email]="25:tcp:SMTP 465:tcp:SMTPS 587:tcp:Submission 993:tcp:IMAPS 995:tcp:POP3S 143:tcp:IMAP 110:tcp:POP3 4190:tcp:Sieve"
+  [webmail]="80:http:Roundcube" [alm]="3000:http:Forgejo" [alm-ci]="" [table-editor]="8080:http:NocoDB")
+# Share of GBO_LAB_DATA_MB per container (percent).
+declare -A C_WEIGHT=([proxy]=4 [tables]=20 [system]=25 [drive]=20 [dns]=3 [email]=8 [webmail]=4 [alm]=8 [alm-ci]=4 [table-editor]=4)
+# Caddy vhosts (name relative to the zone, "@" = apex) -> upstream container:port.
+VHOSTS=("@ system:5859" "www system:5859" "chat system:5859" "app system:5859" "docs system:5859"
+  "api system:5858" "bot system:5858" "admin system:5858" "status system:5858"
+  "vault system:8200" "vectors system:6333" "minio system:9100" "console system:9100"
+  "drive drive:9000" "s3 drive:9000" "files drive:9000"
+  "tables table-editor:8080" "nocodb table-editor:8080" "db table-editor:8080"
+  "webmail webmail:80" "mail webmail:80" "autoconfig webmail:80"
+  "alm alm:3000" "git alm:3000" "forgejo alm:3000" "ci alm:3000")
+c_ip() { echo "198.18.16.${C_OCTET[$1]}"; }
+
+log() { printf '[lab %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+in_dst() { ip netns exec "$NETNS" "$@"; }
+lxc() { command lxc "$@"; }
+incus() { command incus "$@"; }

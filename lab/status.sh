@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# lab:status — what of the lab is up. Exit 0 only when everything is: network, both sshd (key
+# login with the pinned host keys), LXD, Incus, the ten containers RUNNING, every seeded service
+# answering, Caddy answering for its vhosts. `--quiet` prints nothing.
+set -uo pipefail
+LAB_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+. "$LAB_DIR/lib.sh"
+QUIET=0; [ "${1:-}" = --quiet ] && QUIET=1
+ok=0; bad=0
+say() { [ "$QUIET" = 1 ] || printf '%s\n' "$*"; }
+check() { # description command...
+  local what=$1; shift
+  if "$@" >/dev/null 2>&1; then ok=$((ok + 1)); say "  ok    $what"; else bad=$((bad + 1)); say "  DOWN  $what"; fi
+}
+alive() { [ -s "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+tcp_open() { timeout 1 bash -c "exec 3<>/dev/tcp/$1/$2" 2>/dev/null; }
+lab_ssh() { timeout 10 ssh -i "$LAB_KEY" -o BatchMode=yes -o UserKnownHostsFile="$LAB_KNOWN_HOSTS" \
+  -o StrictHostKeyChecking=yes -o ConnectTimeout=3 -p "$SSH_PORT" "root@$1" "${@:2}"; }
+
+[ -d "$GBO_LAB_ROOT" ] || { say "lab root $GBO_LAB_ROOT absent: the lab is down"; exit 1; }
+say "gbo-lab at $GBO_LAB_ROOT"
+say "network"
+check "netns $NETNS" test -e "/run/netns/$NETNS"
+check "veth $VETH_SRC $SRC_ADDR" bash -c "ip -4 addr show dev $VETH_SRC | grep -q 'inet $SRC_ADDR/'"
+check "veth $VETH_DST $DST_ADDR (in $NETNS)" bash -c "ip netns exec $NETNS ip -4 addr show dev $VETH_DST | grep -q 'inet $DST_ADDR/'"
+check "$DST_ADDR:$SSH_PORT reachable" tcp_open "$DST_ADDR" "$SSH_PORT"
+say "source host $SRC_ADDR"
+check "sshd (pid $(cat "$SRC_DIR/run/sshd.pid" 2>/dev/null))" alive "$SRC_DIR/run/sshd.pid"
+check "ssh root@$SRC_ADDR with the lab key" lab_ssh "$SRC_ADDR" true
+check "LXD daemon (pid $(cat "$SRC_DIR/run/lxd.pid" 2>/dev/null))" alive "$SRC_DIR/run/lxd.pid"
+check "LXD API $SRC_ADDR:$LXD_API_PORT" tcp_open "$SRC_ADDR" "$LXD_API_PORT"
+check "bridge $SRC_BRIDGE $SRC_BRIDGE_ADDR" bash -c "ip -4 addr show dev $SRC_BRIDGE | grep -q 'inet $SRC_BRIDGE_ADDR/'"
+say "destination host $DST_ADDR (netns $NETNS)"
+check "sshd (pid $(cat "$DST_DIR/run/sshd.pid" 2>/dev/null))" alive "$DST_DIR/run/sshd.pid"
+check "ssh root@$DST_ADDR with the lab key" lab_ssh "$DST_ADDR" true
+check "Incus daemon (pid $(cat "$DST_DIR/run/incusd.pid" 2>/dev/null))" alive "$DST_DIR/run/incusd.pid"
+check "incus answers over ssh" lab_ssh "$DST_ADDR" incus list --format csv
+check "bridge $DST_BRIDGE $DST_BRIDGE_ADDR (in $NETNS)" bash -c "ip netns exec $NETNS ip -4 addr show dev $DST_BRIDGE | grep -q 'inet $DST_BRIDGE_ADDR/'"
+say "containers on the source"
+states="$(timeout 10 lxc list --format csv -c ns 2>/dev/null)"
+for c in "${CONTAINERS[@]}"; do
+  n="$GBO_LAB_TENANT-$c"
+  check "$n RUNNING $(c_ip "$c")" grep -qx "$n,RUNNING" <<<"$states"
+  for e in ${C_PORTS[$c]}; do
+    IFS=: read -r port kind svc <<<"$e"
+    if [ "$kind" = dns ]; then
+      check "  $svc udp/$port (SOA $GBO_LAB_ZONE)" bash -c "dig +time=1 +tries=1 +short @$(c_ip "$c") $GBO_LAB_ZONE SOA | grep -q ns1"
+      check "  $svc tcp/$port" tcp_open "$(c_ip "$c")" "$port"
+    else
+      check "  $svc tcp/$port" tcp_open "$(c_ip "$c")" "$port"
+    fi
+  done
+done
+say "caddy vhosts"
+for v in "${VHOSTS[@]}"; do
+  name=${v%% *}; target=${v#* }
+  if [ "$name" = "@" ]; then host=$GBO_LAB_ZONE; else host=$name.$GBO_LAB_ZONE; fi
+  check "  http://$host -> $target" bash -c "curl -fsS -m 2 -H 'Host: $host' http://$(c_ip proxy)/ | grep -q '$GBO_LAB_TENANT-${target%%:*} .* ${target#*:}'"
+done
+check "plan $PLAN_FILE" test -s "$PLAN_FILE"
+say "$ok ok, $bad down"
+[ "$bad" = 0 ]

@@ -1,0 +1,102 @@
+/**
+ * Turns captured command output into the values later steps need. Each parser throws with a
+ * message that says what it expected, so a surprising host answer fails loudly.
+ */
+import type { CaptureKind } from '../runbook/model';
+
+interface InstanceState {
+  network?: Record<string, { addresses?: { family: string; address: string; scope: string }[] }> | null;
+}
+
+function globalIpv4(state: InstanceState | null | undefined, nic = 'eth0'): string | undefined {
+  return state?.network?.[nic]?.addresses?.find((a) => a.family === 'inet' && a.scope === 'global')?.address;
+}
+
+/** `incus list --format json` / `lxc query .../state`: the IPv4 of eth0 with global scope. */
+export function parseListIpv4(json: string): string {
+  const list = JSON.parse(json) as { name: string; state: InstanceState | null }[];
+  if (list.length !== 1) throw new Error(`expected exactly one instance in the list, got ${list.length}`);
+  const ip = globalIpv4(list[0]?.state);
+  if (!ip) throw new Error(`instance ${list[0]?.name} has no global IPv4 on eth0 yet`);
+  return ip;
+}
+
+export function parseStateIpv4(json: string): string {
+  const ip = globalIpv4(JSON.parse(json) as InstanceState);
+  if (!ip) throw new Error('the instance has no global IPv4 on eth0');
+  return ip;
+}
+
+export interface RecordedInstance {
+  name: string;
+  status: string;
+  /** The instance's own devices: what the migration removes and a cancel restores. */
+  devices: Record<string, Record<string, string>>;
+  privileged: boolean;
+  profiles: string[];
+}
+
+/** `lxc query /1.0/instances/<name>`, kept small for history. */
+export function parseInstance(json: string): RecordedInstance {
+  const i = JSON.parse(json) as { name: string; status: string; devices?: Record<string, Record<string, string>>; config?: Record<string, string>; expanded_config?: Record<string, string>; profiles?: string[] };
+  return {
+    name: i.name,
+    status: i.status,
+    devices: i.devices ?? {},
+    privileged: (i.expanded_config ?? i.config ?? {})['security.privileged'] === 'true',
+    profiles: i.profiles ?? [],
+  };
+}
+
+/** csv `-c n` lists; Incus may append " (current)" to remotes. */
+export function parseNames(csv: string): string[] {
+  return csv
+    .split('\n')
+    .map((l) => l.split(',')[0]?.trim() ?? '')
+    .filter(Boolean);
+}
+
+export function parseBytes(text: string): string {
+  const n = text.trim().split(/\s+/).pop() ?? '';
+  if (!/^\d+$/.test(n)) throw new Error(`expected a byte count, got ${JSON.stringify(text.slice(0, 80))}`);
+  return n;
+}
+
+/** Collects `apps.http.servers.*.routes[].match[].host` from `caddy adapt` JSON. */
+export function countVhosts(adaptJson: string): number {
+  const cfg = JSON.parse(adaptJson) as { apps?: { http?: { servers?: Record<string, { routes?: { match?: { host?: string[] }[] }[] }> } } };
+  const hosts = new Set<string>();
+  for (const server of Object.values(cfg.apps?.http?.servers ?? {})) {
+    for (const route of server.routes ?? []) for (const m of route.match ?? []) for (const h of m.host ?? []) hosts.add(h);
+  }
+  return hosts.size;
+}
+
+/** Parses a capture into the string kept under its key. */
+export function parseCapture(kind: CaptureKind, stdout: string): string {
+  switch (kind) {
+    case 'text':
+      return stdout.trim();
+    case 'instance-json':
+      return JSON.stringify(parseInstance(stdout));
+    case 'state-ipv4':
+      return parseStateIpv4(stdout);
+    case 'list-ipv4':
+      return parseListIpv4(stdout);
+    case 'names':
+      return parseNames(stdout).join(',');
+    case 'bytes':
+      return parseBytes(stdout);
+    case 'digest': {
+      const d = stdout.trim();
+      if (!/^files=\d+ sha256=[0-9a-f]{64}$/.test(d)) throw new Error(`expected "files=<n> sha256=<hex>", got ${JSON.stringify(d.slice(0, 120))}`);
+      return d;
+    }
+    case 'cert':
+      return stdout.trim() + '\n';
+    case 'pubkey':
+      return stdout.trim().split(/\s+/).slice(0, 2).join(' ');
+    case 'vhost-count':
+      return String(countVhosts(stdout));
+  }
+}

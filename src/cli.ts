@@ -1,0 +1,116 @@
+#!/usr/bin/env node
+/**
+ * gbo-migrate: validate and print plans, start and steer migrations.
+ * Exit codes: 0 ok, 1 failure, 2 invalid plan or usage.
+ */
+import { Command, CommanderError } from 'commander';
+import { writeFileSync } from 'node:fs';
+import { connectClient, startMigration } from './client';
+import { temporalConfig } from './config';
+import { planJsonSchema } from './plan/json-schema';
+import { loadPlan, PlanError } from './plan/load';
+import { buildRunbook } from './runbook/build';
+import { renderRunbook } from './runbook/print';
+import { runWorker } from './worker';
+import { approveUpdate, statusQuery, workflowIdOf } from './workflows/messages';
+
+const program = new Command();
+program.name('gbo-migrate').description('Migrate a General Bots tenant from an LXD host to an Incus host, durably, on Temporal.').exitOverride();
+
+program
+  .command('validate')
+  .argument('<plan>', 'tenant plan, YAML or JSON')
+  .description('check a plan; nothing connects anywhere')
+  .action((file: string) => {
+    const plan = loadPlan(file);
+    console.log(`${file}: valid plan for tenant ${plan.tenant} (${plan.containers.length} containers, ${plan.portForwards.length} port forwards)`);
+  });
+
+program
+  .command('plan')
+  .argument('<plan>', 'tenant plan, YAML or JSON')
+  .description('dry run: print every step, phase by phase, with its host and exact command')
+  .option('--json', 'print the step model as JSON')
+  .action((file: string, opts: { json?: boolean }) => {
+    const plan = loadPlan(file);
+    const runbook = buildRunbook(plan);
+    console.log(opts.json ? JSON.stringify(runbook, null, 2) : renderRunbook(plan, runbook));
+  });
+
+program
+  .command('schema')
+  .description('print the plan JSON Schema (for editors)')
+  .option('-o, --out <file>', 'write it to a file instead')
+  .action((opts: { out?: string }) => {
+    const text = JSON.stringify(planJsonSchema(), null, 2) + '\n';
+    if (opts.out) writeFileSync(opts.out, text);
+    else process.stdout.write(text);
+  });
+
+program
+  .command('migrate')
+  .argument('<plan>', 'tenant plan, YAML or JSON')
+  .description('start the migration workflow (a worker must be running)')
+  .option('--dry-run', 'record the commands instead of running them')
+  .option('--no-wait', 'return once started')
+  .action(async (file: string, opts: { dryRun?: boolean; wait: boolean }) => {
+    const plan = loadPlan(file);
+    const cfg = temporalConfig();
+    const client = await connectClient(cfg.address, cfg.namespace);
+    const handle = await startMigration(client, plan, opts.dryRun ? 'dry-run' : 'live', cfg.taskQueue);
+    console.log(`started ${handle.workflowId} (${opts.dryRun ? 'dry run' : 'live'}): ${cfg.uiUrl}/namespaces/${cfg.namespace}/workflows/${handle.workflowId}`);
+    if (opts.wait) {
+      const report = await handle.result();
+      const steps = report.phases.reduce((n, p) => n + p.steps.length, 0);
+      console.log(`${handle.workflowId}: completed, ${steps} steps ${report.mode === 'dry-run' ? 'recorded' : 'run'}`);
+    }
+    await client.connection.close();
+  });
+
+program
+  .command('status')
+  .argument('<tenant>')
+  .option('--dry-run', 'the dry-run migration of that tenant')
+  .description("print a migration's phase, step states and current wait")
+  .action(async (tenant: string, opts: { dryRun?: boolean }) => {
+    const cfg = temporalConfig();
+    const client = await connectClient(cfg.address, cfg.namespace);
+    const status = await client.workflow.getHandle(workflowIdOf(tenant, opts.dryRun ? 'dry-run' : 'live')).query(statusQuery);
+    console.log(JSON.stringify(status, null, 2));
+    await client.connection.close();
+  });
+
+program
+  .command('approve')
+  .argument('<tenant>')
+  .requiredOption('--gate <gate>', 'cutover or cleanup')
+  .requiredOption('--by <name>', 'who approves')
+  .requiredOption('--reason <text>', 'why')
+  .description('approve a gate of a running migration')
+  .action(async (tenant: string, opts: { gate: 'cutover' | 'cleanup'; by: string; reason: string }) => {
+    const cfg = temporalConfig();
+    const client = await connectClient(cfg.address, cfg.namespace);
+    const approval = await client.workflow.getHandle(workflowIdOf(tenant)).executeUpdate(approveUpdate, { args: [opts] });
+    console.log(`approved ${approval.gate} by ${approval.by} at ${approval.at}`);
+    await client.connection.close();
+  });
+
+program.command('worker').description('run a worker on the configured task queue').action(runWorker);
+
+async function main(): Promise<void> {
+  try {
+    await program.parseAsync(process.argv);
+  } catch (err) {
+    if (err instanceof PlanError) {
+      console.error(err.message);
+      process.exitCode = 2;
+    } else if (err instanceof CommanderError) {
+      process.exitCode = err.exitCode === 0 ? 0 : 2;
+    } else {
+      console.error(`error: ${(err as Error).message}`);
+      process.exitCode = 1;
+    }
+  }
+}
+
+void main();

@@ -1,0 +1,347 @@
+/**
+ * Tests of the lab itself (lab/up.sh): a real LXD source host and a real Incus destination host on
+ * this machine, reached over real SSH with the lab key and pinned host keys, and the seeded
+ * pragmatismo tenant with real services. Needs root: without it the tests are skipped, except in CI
+ * (CI=true), where a missing root is a failure. The lab is left UP for the end-to-end tests.
+ */
+import { execFileSync, spawnSync, type SpawnSyncReturns } from 'node:child_process';
+import * as dgram from 'node:dgram';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import * as http from 'node:http';
+import * as net from 'node:net';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import * as tls from 'node:tls';
+import { parse as parseYaml } from 'yaml';
+import { planSchema, type Plan } from '../../src/plan/schema';
+
+const REPO = path.resolve(__dirname, '../..');
+const ROOT = process.env.GBO_LAB_ROOT ?? '/var/lib/gbo-lab';
+const KEY = `${ROOT}/ssh/id_ed25519`;
+const KNOWN_HOSTS = `${ROOT}/ssh/known_hosts`;
+const SRC = '198.18.0.1';
+const DST = '198.18.0.2';
+const PREFIX = 'pragmatismo-';
+const TEN = ['proxy', 'tables', 'system', 'drive', 'dns', 'email', 'webmail', 'alm', 'alm-ci', 'table-editor'];
+const ZONE = 'pragmatismo.lab';
+
+const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
+const inCI = process.env.CI === 'true';
+
+function sshArgs(host: string, knownHosts = KNOWN_HOSTS, key = KEY): string[] {
+  return [
+    '-i', key,
+    '-o', 'BatchMode=yes',
+    '-o', 'IdentitiesOnly=yes',
+    '-o', `UserKnownHostsFile=${knownHosts}`,
+    '-o', 'GlobalKnownHostsFile=/dev/null',
+    '-o', 'StrictHostKeyChecking=yes',
+    '-o', 'ConnectTimeout=5',
+    `root@${host}`,
+  ];
+}
+function ssh(host: string, command: string, opts: { knownHosts?: string; key?: string } = {}): SpawnSyncReturns<string> {
+  return spawnSync('ssh', [...sshArgs(host, opts.knownHosts, opts.key), command], { encoding: 'utf8', timeout: 30_000 });
+}
+function sshOk(host: string, command: string): string {
+  const r = ssh(host, command);
+  if (r.status !== 0) throw new Error(`ssh ${host} ${command}: exit ${r.status}\n${r.stderr}`);
+  return r.stdout;
+}
+
+function tcpConnect(host: string, port: number, timeoutMs = 3000): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const s = net.connect({ host, port });
+    const t = setTimeout(() => { s.destroy(); reject(new Error(`${host}:${port} timed out`)); }, timeoutMs);
+    s.once('connect', () => { clearTimeout(t); s.end(); resolve(); });
+    s.once('error', (e) => { clearTimeout(t); reject(new Error(`${host}:${port}: ${e.message}`)); });
+  });
+}
+
+function httpGet(host: string, port: number, hostHeader: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = http.get({ host, port, path: '/', headers: { Host: hostHeader }, timeout: 5000 }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => (body += c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+    });
+    req.on('timeout', () => req.destroy(new Error(`GET http://${host}:${port} (Host ${hostHeader}) timed out`)));
+    req.on('error', reject);
+  });
+}
+
+/** A minimal DNS query over UDP; returns rcode, the AA flag and the answers' raw RDATA. */
+function dnsQuery(server: string, name: string, qtype: number): Promise<{ rcode: number; aa: boolean; answers: Buffer[] }> {
+  const id = Math.floor(Math.random() * 65535);
+  const labels = name.split('.').map((l) => Buffer.concat([Buffer.from([l.length]), Buffer.from(l)]));
+  const q = Buffer.concat([
+    Buffer.from([id >> 8, id & 255, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]),
+    ...labels,
+    Buffer.from([0, qtype >> 8, qtype & 255, 0, 1]),
+  ]);
+  return new Promise((resolve, reject) => {
+    const sock = dgram.createSocket('udp4');
+    const t = setTimeout(() => { sock.close(); reject(new Error(`DNS ${name} @${server} timed out`)); }, 3000);
+    sock.on('message', (m) => {
+      clearTimeout(t);
+      sock.close();
+      const rcode = m[3]! & 0x0f;
+      const aa = (m[2]! & 0x04) !== 0;
+      const an = m.readUInt16BE(6);
+      let off = 12;
+      const skipName = () => {
+        for (;;) {
+          const len = m[off]!;
+          if (len === 0) { off += 1; return; }
+          if ((len & 0xc0) === 0xc0) { off += 2; return; }
+          off += len + 1;
+        }
+      };
+      skipName(); off += 4; // question
+      const answers: Buffer[] = [];
+      for (let i = 0; i < an; i++) {
+        skipName();
+        const rdlen = m.readUInt16BE(off + 8);
+        answers.push(m.subarray(off + 10, off + 10 + rdlen));
+        off += 10 + rdlen;
+      }
+      resolve({ rcode, aa, answers });
+    });
+    sock.send(q, 53, server, (e) => { if (e) { clearTimeout(t); sock.close(); reject(e); } });
+  });
+}
+
+if (!isRoot && inCI) {
+  test('the lab tests run as root in CI', () => {
+    throw new Error('the lab needs root (network namespaces, LXD, Incus); CI=true, so a missing root is a failure, not a skip');
+  });
+}
+if (!isRoot && !inCI) {
+  // eslint-disable-next-line no-console
+  console.warn('test/lab skipped: the lab needs root (network namespaces, LXD, Incus). Run as root, or set CI=true to make this a failure.');
+}
+
+(isRoot ? describe : describe.skip)('the lab (lab/up.sh)', () => {
+  let upOutput = '';
+  let fresh = false;
+  let plan: Plan;
+  /** Live state from LXD over SSH: source container name -> IPv4. */
+  const ipOf = new Map<string, string>();
+
+  beforeAll(() => {
+    const r = spawnSync('bash', ['lab/up.sh'], { cwd: REPO, encoding: 'utf8', timeout: 600_000, env: process.env });
+    upOutput = `${r.stdout}\n${r.stderr}`;
+    if (r.status !== 0) throw new Error(`lab/up.sh failed (exit ${r.status}):\n${upOutput}`);
+    fresh = !/already up/.test(upOutput);
+    plan = planSchema.parse(parseYaml(readFileSync(`${ROOT}/plan.yaml`, 'utf8')));
+    const list = JSON.parse(sshOk(SRC, 'lxc list --format json')) as Array<{
+      name: string;
+      status: string;
+      state: { network?: Record<string, { addresses: Array<{ family: string; scope: string; address: string }> }> } | null;
+    }>;
+    for (const c of list) {
+      const a = c.state?.network?.eth0?.addresses.find((x) => x.family === 'inet' && x.scope === 'global');
+      if (a) ipOf.set(c.name, a.address);
+    }
+  }, 660_000);
+
+  test('lab:up prints its elapsed time and the plan path', () => {
+    expect(upOutput).toMatch(/lab:up: (done|already up) in \d+(\.\d+)? s/);
+  });
+
+  test('the lab plan validates against the plan schema and names the lab hosts', () => {
+    const raw = parseYaml(readFileSync(`${ROOT}/plan.yaml`, 'utf8'));
+    const r = planSchema.safeParse(raw);
+    expect(r.error?.issues ?? []).toEqual([]);
+    expect(plan.tenant).toBe('pragmatismo');
+    expect(plan.hosts.source).toMatchObject({ address: SRC, user: 'root', sshKey: `file:${KEY}`, knownHosts: `file:${KNOWN_HOSTS}` });
+    expect(plan.hosts.destination).toMatchObject({ address: DST, user: 'root', sshKey: `file:${KEY}`, knownHosts: `file:${KNOWN_HOSTS}` });
+    expect(plan.source.apiAddress).toBe(SRC);
+    expect(plan.source.containerPrefix).toBe(PREFIX);
+    expect(plan.destination.bridgeSubnet).toBe('198.18.32.0/24');
+    expect(plan.containers.map((c) => c.name).sort()).toEqual([...TEN].sort());
+    expect(plan.data.sourceRoot).toBe(`${ROOT}/src/opt/gbo`);
+    // Nothing of the lab is under this machine's real /opt.
+    for (const p of [plan.data.sourceRoot, plan.data.staging, plan.data.tenantsRoot, plan.data.pullIdentity, plan.data.pullKnownHosts]) {
+      expect(p?.startsWith(`${ROOT}/`)).toBe(true);
+    }
+  });
+
+  test.each([
+    ['source', SRC, 'LXD_DIR'],
+    ['destination', DST, 'INCUS_DIR'],
+  ])('key login works on the %s host (%s)', (_role, host, envVar) => {
+    const out = sshOk(host, `echo "$(id -un) $${envVar}"; ip -4 -o addr show`);
+    expect(out).toMatch(new RegExp(`^root ${ROOT}/`));
+    expect(out).toContain(`inet ${host}/30`);
+  });
+
+  test.each([
+    ['source', SRC],
+    ['destination', DST],
+  ])('a wrong host key for the %s host (%s) is refused', (_role, host) => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'gbo-lab-kh-'));
+    try {
+      execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', `${dir}/other`]);
+      const other = readFileSync(`${dir}/other.pub`, 'utf8').split(' ').slice(0, 2).join(' ');
+      writeFileSync(`${dir}/known_hosts`, `${host} ${other}\n`);
+      const r = ssh(host, 'true', { knownHosts: `${dir}/known_hosts` });
+      expect(r.status).toBe(255);
+      expect(r.stderr).toMatch(/Host key verification failed|REMOTE HOST IDENTIFICATION HAS CHANGED/);
+      // And an unknown host (empty known_hosts) is refused too: nothing is accepted blindly.
+      writeFileSync(`${dir}/known_hosts`, '');
+      const r2 = ssh(host, 'true', { knownHosts: `${dir}/known_hosts` });
+      expect(r2.status).toBe(255);
+      expect(r2.stderr).toMatch(/Host key verification failed|No .* host key is known/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test.each([SRC, DST])('%s accepts keys only (no password authentication)', (host) => {
+    const r = spawnSync('ssh', ['-o', 'BatchMode=yes', '-o', 'PubkeyAuthentication=no', '-o', `UserKnownHostsFile=${KNOWN_HOSTS}`,
+      '-o', 'StrictHostKeyChecking=yes', `root@${host}`, 'true'], { encoding: 'utf8', timeout: 30_000 });
+    expect(r.status).toBe(255);
+    expect(r.stderr).toMatch(/Permission denied \(publickey\)/);
+  });
+
+  test('lxc on the source lists the ten pragmatismo- containers RUNNING on lxdbr-gbo', () => {
+    const rows = sshOk(SRC, 'lxc list --format csv -c ns').trim().split('\n');
+    const running = rows.filter((r) => r.endsWith(',RUNNING')).map((r) => r.split(',')[0]);
+    expect(running.sort()).toEqual(TEN.map((n) => PREFIX + n).sort());
+    for (const n of TEN) expect(ipOf.get(PREFIX + n)).toMatch(/^198\.18\.16\.\d+$/);
+    expect(sshOk(SRC, 'lxc config get core.https_address').trim()).toBe(`${SRC}:8443`);
+  });
+
+  test('incus answers on the destination, with incusbr0 and the default pool', () => {
+    const list = JSON.parse(sshOk(DST, 'incus list --format json')) as Array<{ name: string }>;
+    expect(Array.isArray(list)).toBe(true);
+    // A freshly built lab has no instances at all; a reused one has no source-named ones.
+    if (fresh) expect(list).toEqual([]);
+    expect(list.filter((c) => c.name.startsWith(PREFIX))).toEqual([]);
+    expect(sshOk(DST, 'incus network get incusbr0 ipv4.address').trim()).toBe('198.18.32.1/24');
+    expect((parseYaml(sshOk(DST, 'incus storage show default')) as { driver: string }).driver).toBe('dir');
+    // The destination does not see the source's bridge: it lives in its own network namespace.
+    expect(sshOk(DST, 'ip -o link show').includes('lxdbr-gbo')).toBe(false);
+  });
+
+  test('the guide prerequisites are left to preflight on a fresh lab', () => {
+    if (!fresh) return; // a reused lab may already have them (established by a migration)
+    expect(sshOk(DST, 'incus remote list --format csv')).not.toMatch(/lxd-source/);
+    const r = spawnSync('ip', ['netns', 'exec', 'gbo-dst', 'ssh', '-i', plan.data.pullIdentity!, '-o', 'BatchMode=yes',
+      '-o', 'IdentitiesOnly=yes', '-o', `UserKnownHostsFile=${KNOWN_HOSTS}`, '-o', 'StrictHostKeyChecking=yes', `root@${SRC}`, 'true'],
+    { encoding: 'utf8', timeout: 30_000 });
+    expect(r.status).toBe(255);
+    expect(r.stderr).toMatch(/Permission denied \(publickey\)/);
+  });
+
+  test('every seeded service listens on its container (TCP from the source host)', async () => {
+    const failures: string[] = [];
+    for (const c of plan.containers) {
+      const ip = ipOf.get(PREFIX + c.name)!;
+      for (const s of c.services) {
+        if (s.protocol !== 'tcp') continue;
+        for (const p of s.ports) await tcpConnect(ip, p).catch((e: Error) => failures.push(`${c.name} ${s.name}: ${e.message}`));
+      }
+    }
+    expect(failures).toEqual([]);
+  });
+
+  test('the DNS container serves the lab zone from its zone file (UDP)', async () => {
+    const ip = ipOf.get(`${PREFIX}dns`)!;
+    const soa = await dnsQuery(ip, ZONE, 6);
+    expect(soa.rcode).toBe(0);
+    expect(soa.aa).toBe(true);
+    expect(soa.answers.length).toBe(1);
+    const a = await dnsQuery(ip, `chat.${ZONE}`, 1);
+    expect(a.rcode).toBe(0);
+    expect(a.answers.map((b) => [...b].join('.'))).toEqual([SRC]);
+    const zone = readFileSync(`${plan.data.sourceRoot}/dns/data/${ZONE}.zone`, 'utf8');
+    expect(zone).toMatch(/IN SOA ns1\.pragmatismo\.lab\./);
+  });
+
+  test('Caddy answers for every vhost with its upstream container (HTTP, and the proxy device)', async () => {
+    const proxyIp = ipOf.get(`${PREFIX}proxy`)!;
+    const adapted = JSON.parse(execFileSync('caddy', ['adapt', '--config', `${plan.data.sourceRoot}/proxy/conf/config`, '--adapter', 'caddyfile'],
+      { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] })) as {
+      apps: { http: { servers: Record<string, { listen: string[]; routes: Array<{ match?: Array<{ host?: string[] }>; handle: unknown[] }> }> } };
+    };
+    const upstreamOf = new Map<string, string>();
+    for (const srv of Object.values(adapted.apps.http.servers)) {
+      for (const r of srv.routes) {
+        const dial = /"dial":"([^"]+)"/.exec(JSON.stringify(r.handle))?.[1];
+        for (const h of r.match?.flatMap((m) => m.host ?? []) ?? []) if (dial) upstreamOf.set(h, dial);
+      }
+    }
+    expect(upstreamOf.size).toBeGreaterThanOrEqual(plan.caddy.minVhosts);
+    expect(JSON.stringify(adapted)).toContain('/opt/gbo/data/caddy');
+    const nameOf = new Map([...ipOf].map(([n, ip]) => [ip, n]));
+    const failures: string[] = [];
+    for (const [host, dial] of upstreamOf) {
+      const [ip, port] = dial.split(':');
+      const container = nameOf.get(ip!);
+      if (!container) { failures.push(`${host}: upstream ${dial} is no source container`); continue; }
+      const res = await httpGet(proxyIp, 80, host).catch((e: Error) => ({ status: 0, body: e.message }));
+      if (res.status !== 200 || !res.body.startsWith(`${container} `) || !res.body.trim().endsWith(` ${port}`)) {
+        failures.push(`${host} -> ${dial}: ${res.status} ${res.body.trim()}`);
+      }
+    }
+    expect(failures).toEqual([]);
+    // The source host's proxy device forwards 198.18.0.1:80 to Caddy.
+    const viaDevice = await httpGet(SRC, 80, `chat.${ZONE}`);
+    expect(viaDevice.status).toBe(200);
+    expect(viaDevice.body).toMatch(/^pragmatismo-system botui 5859/);
+  });
+
+  test('Caddy serves HTTPS on 443 (its internal CA, no ACME needed)', async () => {
+    const proxyIp = ipOf.get(`${PREFIX}proxy`)!;
+    const cert = await new Promise<tls.PeerCertificate>((resolve, reject) => {
+      const s = tls.connect({ host: proxyIp, port: 443, servername: `chat.${ZONE}`, rejectUnauthorized: false }, () => {
+        const c = s.getPeerCertificate();
+        s.end();
+        resolve(c);
+      });
+      s.setTimeout(5000, () => s.destroy(new Error('TLS timed out')));
+      s.once('error', reject);
+    });
+    expect(cert.subjectaltname).toContain(`DNS:chat.${ZONE}`);
+  });
+
+  test('the devices are configured as the guide describes (disk gbo everywhere, proxy devices on proxy)', () => {
+    for (const n of TEN) {
+      const devices = parseYaml(sshOk(SRC, `lxc config device show ${PREFIX}${n}`)) as Record<string, Record<string, string>>;
+      expect(devices.gbo).toMatchObject({ type: 'disk', path: '/opt/gbo', source: `${plan.data.sourceRoot}/${n}` });
+      expect(devices.eth0).toMatchObject({ type: 'nic', network: 'lxdbr-gbo' });
+      if (n === 'proxy') {
+        expect(devices.http).toMatchObject({ type: 'proxy', listen: `tcp:${SRC}:80`, connect: 'tcp:127.0.0.1:80' });
+        expect(devices.https).toMatchObject({ type: 'proxy', listen: `tcp:${SRC}:443`, connect: 'tcp:127.0.0.1:443' });
+      }
+    }
+    expect(sshOk(SRC, `lxc config get ${PREFIX}system security.privileged`).trim()).toBe('true');
+  });
+
+  test('/opt/gbo belongs to gbuser in the containers (root in alm-ci, which has no gbuser)', () => {
+    for (const n of TEN) {
+      const owner = sshOk(SRC, `lxc exec ${PREFIX}${n} -- stat -c %U /opt/gbo/conf 2>/dev/null || lxc exec ${PREFIX}${n} -- stat -c %U /opt/gbo/data`).trim();
+      expect(`${n}:${owner}`).toBe(`${n}:${n === 'alm-ci' ? 'root' : 'gbuser'}`);
+    }
+    expect(sshOk(SRC, `lxc exec ${PREFIX}system -- stat -c '%U %A' /opt/gbo/bin/botserver`).trim()).toMatch(/^gbuser -rwx/);
+  });
+
+  test('the checksum manifest matches the seeded data', () => {
+    const manifest = `${ROOT}/src/manifest.sha256`;
+    const lines = readFileSync(manifest, 'utf8').trim().split('\n');
+    expect(lines.length).toBeGreaterThan(100);
+    for (const n of TEN) expect(lines.some((l) => l.includes(`  ${n}/`))).toBe(true);
+    const r = spawnSync('sha256sum', ['--check', '--quiet', '--strict', manifest], { cwd: plan.data.sourceRoot, encoding: 'utf8' });
+    expect(r.stdout + r.stderr).toBe('');
+    expect(r.status).toBe(0);
+  });
+
+  test('lab:status reports the lab fully up', () => {
+    const r = spawnSync('bash', ['lab/status.sh'], { cwd: REPO, encoding: 'utf8', timeout: 120_000 });
+    expect(r.stdout).toMatch(/ 0 down/);
+    expect(r.status).toBe(0);
+  });
+});

@@ -1,0 +1,145 @@
+import { execFileSync } from 'node:child_process';
+import { join } from 'node:path';
+import { loadPlan } from '../../src/plan/load';
+import { buildRunbook } from '../../src/runbook/build';
+import { allSteps, PHASES, phaseSteps } from '../../src/runbook/model';
+import { renderRunbook } from '../../src/runbook/print';
+import { fillPlaceholders, hostCommand, placeholdersIn, q } from '../../src/runbook/shell';
+
+const plan = loadPlan(join(__dirname, '..', '..', 'examples', 'pragmatismo.yaml'));
+const runbook = buildRunbook(plan);
+const steps = allSteps(runbook);
+const cmd = (id: string) => {
+  const s = steps.find((x) => x.id === id);
+  if (!s) throw new Error(`no step ${id}`);
+  return hostCommand(s.command, {}, s.sudo);
+};
+const indexOf = (id: string) => steps.findIndex((s) => s.id === id);
+
+/** Sample values for every placeholder kind, including ones that need quoting. */
+const sample: Record<string, string> = {
+  'cert:destination': '-----BEGIN CERTIFICATE-----\nMIIB+zCCAYGgAwIBAgIQ\n-----END CERTIFICATE-----\n',
+  'pubkey:destination': 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB administrator@dest',
+  'stamp:run': '202603221750',
+  ...Object.fromEntries(plan.containers.map((c, i) => [`ip:${c.name}`, `10.107.115.${10 + i}`])),
+  ...Object.fromEntries(plan.containers.map((c) => [`digest:${c.name}`, `files=12 sha256=${'a'.repeat(64)}`])),
+};
+
+describe('the runbook for pragmatismo', () => {
+  it('has every phase of the guide, in order, none empty', () => {
+    expect(runbook.phases.map((p) => p.id)).toEqual(PHASES.map((p) => p.id));
+    for (const p of runbook.phases) expect(p.steps.length).toBeGreaterThan(0);
+  });
+
+  it('has unique step ids', () => {
+    expect(new Set(steps.map((s) => s.id)).size).toBe(steps.length);
+  });
+
+  it('copies each container with the prefix mapping, on the destination, via sudo', () => {
+    expect(cmd('copy/proxy/copy')).toBe("sudo -n sh -c 'incus copy --instance-only lxd-source:pragmatismo-proxy proxy --storage default'");
+    expect(cmd('copy/alm-ci/nic')).toBe("sudo -n sh -c 'incus config device add alm-ci eth0 nic name=eth0 network=incusbr0'");
+    expect(cmd('copy/system/privileged')).toBe("sudo -n sh -c 'incus config set system security.privileged=true'");
+    expect(steps.filter((s) => s.id.endsWith('/privileged')).map((s) => s.container)).toEqual(['system']);
+    expect(cmd('copy/tables/address')).toBe("sudo -n sh -c 'incus list '\\''^tables$'\\'' --format json'");
+  });
+
+  it('runs the canary first', () => {
+    expect(phaseSteps(runbook, 'copy')[0]?.container).toBe('tables');
+  });
+
+  it('stops and strips the source only after recording it, and pulls data from the destination', () => {
+    expect(cmd('stop/proxy/stop')).toBe('lxc stop pragmatismo-proxy');
+    expect(indexOf('record/proxy/instance')).toBeLessThan(indexOf('stop/proxy/stop'));
+    expect(indexOf('stop/proxy/stop')).toBeLessThan(indexOf('stop/proxy/remove-devices'));
+    expect(indexOf('stop/proxy/remove-devices')).toBeLessThan(indexOf('copy/proxy/copy'));
+    expect(cmd('presync/proxy/rsync')).toContain('rsync -az --partial --delete --numeric-ids --info=progress2');
+    expect(cmd('presync/proxy/rsync')).toContain('root@82.29.59.188:/opt/gbo/proxy/ /home/administrator/gbo/proxy/');
+    expect(cmd('data/system/push')).toContain('incus file push --recursive /opt/gbo/tenants/pragmatismo/system/. system/opt/gbo/');
+    expect(cmd('data/system/chown')).toContain('chown -R gbuser:gbuser /opt/gbo 2>/dev/null || chown -R root:root /opt/gbo');
+  });
+
+  it('forwards every port of the NAT table with check-before-add, then masquerades the bridge', () => {
+    const dnat = phaseSteps(runbook, 'network').filter((s) => s.id.includes('/dnat-'));
+    expect(dnat).toHaveLength(12);
+    const smtp = steps.find((s) => s.id === 'network/tenant/dnat-tcp-25')!;
+    expect(smtp.command).toBe('iptables -t nat -A PREROUTING -d 63.141.255.9 -p tcp --dport 25 -j DNAT --to-destination {{ip:email}}:25');
+    expect(smtp.check).toBe(smtp.command.replace(' -A ', ' -C '));
+    expect(cmd('network/tenant/masquerade')).toContain('iptables -t nat -A POSTROUTING -s 10.107.115.0/24 ! -d 10.107.115.0/24 -j MASQUERADE');
+    // Proxy devices go only after NAT answers.
+    const lastProbe = Math.max(...phaseSteps(runbook, 'network').filter((s) => s.kind === 'probe').map((s) => indexOf(s.id)));
+    expect(indexOf('network/proxy/remove-proxy-devices')).toBeGreaterThan(lastProbe);
+    expect(indexOf('network/tenant/loopback')).toBeLessThan(indexOf('network/tenant/dnat-tcp-80'));
+  });
+
+  it('backs up, validates and counts the Caddy config before reloading it', () => {
+    const order = ['proxy/tenant/vhosts-before', 'proxy/tenant/backup', 'proxy/tenant/rewrite', 'proxy/tenant/validate', 'proxy/tenant/vhosts-after', 'proxy/tenant/storage-block', 'proxy/tenant/install', 'proxy/tenant/reload'];
+    expect(order.map(indexOf)).toEqual([...order.map(indexOf)].sort((a, b) => a - b));
+    expect(cmd('proxy/tenant/backup')).toContain('cp -p /opt/gbo/conf/config /opt/gbo/conf/config.bak-{{stamp:run}}');
+    expect(cmd('proxy/tenant/reload')).toContain('/usr/bin/caddy reload --config /opt/gbo/conf/config --adapter caddyfile');
+    expect(steps.find((s) => s.id === 'proxy/tenant/vhosts-after')?.params).toMatchObject({ atLeast: 25 });
+  });
+
+  it('keeps every destructive step behind the cleanup gate', () => {
+    const gate = indexOf('cleanup/tenant/gate');
+    const destructive = steps.filter((s) => s.destructive);
+    expect(destructive.length).toBeGreaterThan(0);
+    for (const s of destructive) {
+      expect(indexOf(s.id)).toBeGreaterThan(gate);
+      expect(s.gate).toBe('cleanup');
+    }
+    expect(indexOf('cutover/tenant/gate')).toBeGreaterThan(indexOf('verify/system/file-opt-gbo-bin-botserver'));
+  });
+
+  it('never puts the Vault key in a command', () => {
+    const unseal = steps.find((s) => s.kind === 'vault-unseal')!;
+    expect(unseal.command).not.toMatch(/GBO_VAULT_UNSEAL_KEY/);
+    expect(unseal.params).toMatchObject({ keyRef: 'env:GBO_VAULT_UNSEAL_KEY' });
+  });
+
+  it('produces only commands a shell parses, with every placeholder filled', () => {
+    for (const s of [...steps, ...runbook.compensation]) {
+      if (s.host === 'worker' || s.kind === 'caddy-rewrite' || s.kind === 'zone-update' || s.kind === 'vault-unseal' || s.id.startsWith('undo/') && s.id.endsWith('restore-devices')) continue;
+      for (const [text, sudo] of [[s.command, s.sudo], [s.check, s.checkSudo]] as const) {
+        if (!text) continue;
+        const full = hostCommand(text, sample, sudo, true);
+        expect(placeholdersIn(full)).toEqual([]);
+        try {
+          execFileSync('bash', ['-n', '-c', full], { stdio: 'pipe' });
+        } catch (err) {
+          throw new Error(`${s.id}: bash -n rejects: ${full}\n${(err as { stderr: Buffer }).stderr}`);
+        }
+      }
+    }
+  });
+
+  it('hands a certificate to the trust script as one argument', () => {
+    const trust = steps.find((s) => s.id === 'preflight/tenant/trust-destination')!;
+    // Replace the LXD call by printing the file it would trust.
+    const probe = hostCommand(trust.command, sample, trust.sudo, true).replace('lxc config trust add "$f"', 'cat "$f"; true');
+    const out = execFileSync('bash', ['-c', probe.replace('case "$out"', 'printf "%s" "$out"; case "$out"')], { encoding: 'utf8' });
+    expect(out).toBe(sample['cert:destination']!.trimEnd());
+  });
+
+  it('prints the whole runbook with hosts and commands', () => {
+    const text = renderRunbook(plan, runbook);
+    for (const p of runbook.phases) expect(text).toContain(`${p.id}: ${p.title}`);
+    expect(text).toContain('destination administrator@63.141.255.9 $ sudo -n sh -c \'incus copy --instance-only lxd-source:pragmatismo-system system --storage default\'');
+    expect(text).toContain('source root@82.29.59.188 $ lxc stop pragmatismo-system');
+    expect(text).toContain('On cancel before cutover');
+  });
+});
+
+describe('quoting', () => {
+  it('quotes shell syntax and leaves plain words alone', () => {
+    expect(q('proxy')).toBe('proxy');
+    expect(q("a'b; rm -rf /")).toBe(`'a'\\''b; rm -rf /'`);
+    expect(execFileSync('sh', ['-c', `printf %s ${q("$(id) `x` 'y'")}`], { encoding: 'utf8' })).toBe("$(id) `x` 'y'");
+  });
+
+  it('refuses learned values that are not what their placeholder allows', () => {
+    expect(() => fillPlaceholders('ping {{ip:proxy}}', { 'ip:proxy': '1.2.3.4; reboot' })).toThrow(/ip:proxy: not a valid ip/);
+    expect(() => fillPlaceholders('x {{pubkey:destination}}', { 'pubkey:destination': "ssh-ed25519 AAAA' ; reboot" })).toThrow(/not a valid pubkey/);
+    expect(() => fillPlaceholders('ping {{ip:proxy}}', {}, true)).toThrow(/no value known yet for ip:proxy/);
+    expect(fillPlaceholders('ping {{ip:proxy}}', {})).toBe('ping {{ip:proxy}}');
+  });
+});
