@@ -72,5 +72,10 @@ if [ -n "$GBO_LAB_ROOT" ] && [ "$GBO_LAB_ROOT" != / ]; then
     umount -l "$m" 2>/dev/null
   done
   rm -rf --one-file-system "$GBO_LAB_ROOT"
+  # liblxc's lock directories for the lab's containers; then the runtime dirs, only if empty.
+  rm -rf "/run/lxc/lock$GBO_LAB_ROOT"
+  d="/run/lxc/lock$(dirname "$GBO_LAB_ROOT")"
+  while [ "$d" != /run ] && rmdir "$d" 2>/dev/null; do d=$(dirname "$d"); done
+  rmdir /run/netns 2>/dev/null
 fi
 echo "lab:down: done in $(elapsed) s"

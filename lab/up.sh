@@ -44,9 +44,16 @@ grep -E ' /sys/fs/cgroup' /proc/self/mounts > "$DST_DIR/host-mounts"
 mkdir -p "$LXD_DIR" "$INCUS_DIR" "$LXD_CONF" "$INCUS_CONF"
 chmod 711 "$LXD_DIR" "$INCUS_DIR"
 log "starting LXD (LXD_DIR=$LXD_DIR) and Incus in $NETNS (INCUS_DIR=$INCUS_DIR)"
-setsid lxd --group lxd --logfile "$SRC_DIR/log/lxd.log" </dev/null >>"$SRC_DIR/log/lxd.out" 2>&1 &
+# Each host sees only its own tree: the source's daemons get an empty tmpfs over $DST_DIR, the
+# destination's over $SRC_DIR; neither sees the worker's private key ($GBO_LAB_ROOT/ssh).
+SRC_HIDE="$DST_DIR:$GBO_LAB_ROOT/ssh"
+DST_HIDE="$SRC_DIR:$GBO_LAB_ROOT/ssh"
+on_src() { unshare -m --propagation slave sh "$LAB_DIR/host-exec.sh" "$DST_DIR/host-mounts" "$SRC_HIDE" "$@"; }
+on_dst() { ip netns exec "$NETNS" sh "$LAB_DIR/host-exec.sh" "$DST_DIR/host-mounts" "$DST_HIDE" "$@"; }
+setsid unshare -m --propagation slave sh "$LAB_DIR/host-exec.sh" "$DST_DIR/host-mounts" "$SRC_HIDE" \
+  lxd --group lxd --logfile "$SRC_DIR/log/lxd.log" </dev/null >>"$SRC_DIR/log/lxd.out" 2>&1 &
 echo $! > "$SRC_DIR/run/lxd.pid"
-setsid ip netns exec "$NETNS" sh "$LAB_DIR/netns-exec.sh" "$DST_DIR/host-mounts" \
+setsid ip netns exec "$NETNS" sh "$LAB_DIR/host-exec.sh" "$DST_DIR/host-mounts" "$DST_HIDE" \
   /usr/libexec/incus/incusd --group incus-admin --logfile "$DST_DIR/log/incusd.log" \
   </dev/null >>"$DST_DIR/log/incusd.out" 2>&1 &
 echo $! > "$DST_DIR/run/incusd.pid"
@@ -98,8 +105,8 @@ CFG
 write_sshd_config "$SRC_DIR" "$SRC_ADDR" "$SRC_HOME" "LXD_DIR=$LXD_DIR" "LXD_CONF=$LXD_CONF"
 write_sshd_config "$DST_DIR" "$DST_ADDR" "$DST_HOME" "INCUS_DIR=$INCUS_DIR" "INCUS_CONF=$INCUS_CONF"
 /usr/sbin/sshd -t -f "$SRC_DIR/ssh/sshd_config"
-/usr/sbin/sshd -f "$SRC_DIR/ssh/sshd_config" -E "$SRC_DIR/log/sshd.log"
-ip netns exec "$NETNS" /usr/sbin/sshd -f "$DST_DIR/ssh/sshd_config" -E "$DST_DIR/log/sshd.log"
+on_src /usr/sbin/sshd -f "$SRC_DIR/ssh/sshd_config" -E "$SRC_DIR/log/sshd.log"
+on_dst /usr/sbin/sshd -f "$DST_DIR/ssh/sshd_config" -E "$DST_DIR/log/sshd.log"
 
 # ---------------------------------------------------------------- seeded data (host side)
 gen_file() { # path bytes

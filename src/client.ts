@@ -1,5 +1,5 @@
 /** Starting and steering migrations: the same calls back the CLI and the tests. */
-import { Client, Connection, WorkflowIdReusePolicy, type WorkflowHandle } from '@temporalio/client';
+import { Client, Connection, WorkflowIdReusePolicy, type WorkflowHandleWithFirstExecutionRunId } from '@temporalio/client';
 import { TypedSearchAttributes } from '@temporalio/common';
 import type { Mode } from './activities/steps';
 import type { Plan } from './plan/schema';
@@ -12,8 +12,13 @@ export async function connectClient(address: string, namespace = 'default'): Pro
 }
 
 /** Starts `migrate-<tenant>`; a second start for the same tenant while one runs is refused by the server. */
-export async function startMigration(client: Client, plan: Plan, mode: Mode, taskQueue: string): Promise<WorkflowHandle<typeof migrateTenant>> {
-  return client.workflow.start('migrateTenant', {
+export async function startMigration(
+  client: Client,
+  plan: Plan,
+  mode: Mode,
+  taskQueue: string,
+): Promise<WorkflowHandleWithFirstExecutionRunId<typeof migrateTenant>> {
+  return client.workflow.start<typeof migrateTenant>('migrateTenant', {
     taskQueue,
     workflowId: workflowIdOf(plan.tenant, mode),
     args: [{ plan, mode }],
@@ -22,5 +27,5 @@ export async function startMigration(client: Client, plan: Plan, mode: Mode, tas
       { key: TENANT_ATTR, value: plan.tenant },
       { key: PHASE_ATTR, value: 'preflight' },
     ]),
-  }) as Promise<WorkflowHandle<typeof migrateTenant>>;
+  });
 }

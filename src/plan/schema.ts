@@ -193,7 +193,7 @@ const serviceFixSchema = z.discriminatedUnion('kind', [
 export const planSchema = z
   .object({
     apiVersion: z.literal('gbo-migrate/v1'),
-    tenant: instanceName,
+    tenant: z.string().regex(/^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$/, 'a tenant name: lowercase letters, digits and "-", starting with a letter'),
     hosts: z.object({ source: hostSchema, destination: hostSchema }).strict(),
     source: z
       .object({
