@@ -6,7 +6,8 @@ import { ApplicationFailure, Context } from '@temporalio/activity';
 import { FailureType } from '../errors';
 import type { Step } from '../runbook/model';
 import { hostCommand, placeholdersIn } from '../runbook/shell';
-import type { CommandExecutor, CommandResult } from './executor';
+import type { HostRole } from '../plan/schema';
+import type { CommandExecutor, CommandResult, HostTarget } from './executor';
 import { relevantLines, trimOutput } from './output';
 import { parseCapture } from './parse';
 
@@ -14,6 +15,8 @@ export type Mode = 'dry-run' | 'live';
 
 export interface StepInput {
   step: Step;
+  /** The plan's hosts (addresses and key references only). */
+  hosts: Record<HostRole, HostTarget>;
   /** Values learned so far (`ip:proxy`, `cert:destination`, ...). */
   values: Record<string, string>;
   mode: Mode;
@@ -53,7 +56,7 @@ function failed(step: Step, command: string, r: CommandResult): ApplicationFailu
 export function createStepActivities(deps: ActivityDeps) {
   return {
     async runStep(input: StepInput): Promise<StepOutcome> {
-      const { step, values, mode } = input;
+      const { step, values, mode, hosts } = input;
       const startedAt = new Date();
       const outcome = (o: Omit<StepOutcome, 'id' | 'host' | 'startedAt' | 'durationMs'>): StepOutcome => ({
         id: step.id,
@@ -70,7 +73,7 @@ export function createStepActivities(deps: ActivityDeps) {
       }
 
       if (mode === 'dry-run') {
-        if (step.host !== 'worker' && command !== '') await deps.dryRun.run(step.host, command);
+        if (step.host !== 'worker' && command !== '') await deps.dryRun.run(hosts[step.host], command);
         return outcome({ status: 'recorded', command });
       }
 
@@ -90,10 +93,11 @@ export function createStepActivities(deps: ActivityDeps) {
 
       if (step.check !== undefined) {
         const checkCommand = hostCommand(step.check, values, step.checkSudo, true);
-        const checked = await live.run(step.checkOn === 'worker' ? step.host : (step.checkOn ?? step.host), checkCommand);
+        const checkHost = step.checkOn === undefined || step.checkOn === 'worker' ? step.host : step.checkOn;
+        const checked = await live.run(hosts[checkHost], checkCommand);
         if (checked.exitCode === 0) return outcome({ status: 'already-done', command, exitCode: 0 });
       }
-      const r = await live.run(step.host, command, {
+      const r = await live.run(hosts[step.host], command, {
         onOutput: () => Context.current().heartbeat({ step: step.id }),
         signal: Context.current().cancellationSignal,
       });

@@ -6,7 +6,7 @@ import type { Mode } from '../activities/steps';
 import type { Plan } from '../plan/schema';
 import { buildRunbook } from '../runbook/build';
 import { CONTAINER_PHASES, stepsOf } from '../runbook/model';
-import { newStepLog, runSteps, type StepLog } from './run-steps';
+import { hostTargets, newStepLog, runSteps, type StepLog } from './run-steps';
 
 export interface MigrateContainerInput {
   plan: Plan;
@@ -25,7 +25,7 @@ export async function migrateContainer(input: MigrateContainerInput): Promise<Mi
   const runbook = buildRunbook(input.plan);
   const log = newStepLog(input.values);
   for (const phase of CONTAINER_PHASES) {
-    await runSteps(stepsOf(runbook, phase, input.container), input.mode, log);
+    await runSteps(stepsOf(runbook, phase, input.container), input.mode, log, hostTargets(input.plan));
   }
   return { container: input.container, log };
 }

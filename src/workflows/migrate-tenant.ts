@@ -26,7 +26,7 @@ import {
   type MigrationStatus,
 } from './messages';
 import { migrateContainer } from './migrate-container';
-import { newStepLog, runSteps } from './run-steps';
+import { hostTargets, newStepLog, runSteps } from './run-steps';
 
 export interface MigrateTenantInput {
   /** A validated plan (the client validates before starting; the workflow trusts its shape). */
@@ -88,7 +88,7 @@ export async function migrateTenant(input: MigrateTenantInput): Promise<Migratio
       waitingFor = undefined;
     }
     const before = log.outcomes.length;
-    await runSteps(steps, mode, log);
+    await runSteps(steps, mode, log, hostTargets(plan));
     byPhase.set(id, [...(byPhase.get(id) ?? []), ...log.outcomes.slice(before)]);
   };
 

@@ -4,7 +4,9 @@
  */
 import { proxyActivities } from '@temporalio/workflow';
 import type { Activities } from '../activities';
+import type { HostTarget } from '../activities/executor';
 import type { StepOutcome, Mode } from '../activities/steps';
+import type { HostRole, Plan } from '../plan/schema';
 import { NON_RETRYABLE } from '../errors';
 import type { Step, StepProfile } from '../runbook/model';
 import type { StepState } from './messages';
@@ -42,12 +44,24 @@ export function newStepLog(values: Record<string, string> = {}): StepLog {
   return { states: {}, values: { ...values }, outcomes: [] };
 }
 
+/** The plan's hosts as activity targets: addresses and key references, nothing secret. */
+export function hostTargets(plan: Plan): Record<HostRole, HostTarget> {
+  return {
+    source: { role: 'source', ...pick(plan.hosts.source) },
+    destination: { role: 'destination', ...pick(plan.hosts.destination) },
+  };
+}
+
+function pick(h: Plan['hosts']['source']): Omit<HostTarget, 'role'> {
+  return { address: h.address, port: h.port, user: h.user, sshKey: h.sshKey, ...(h.knownHosts ? { knownHosts: h.knownHosts } : {}) };
+}
+
 /** Runs steps in order; a failure propagates after its state is recorded. */
-export async function runSteps(steps: Step[], mode: Mode, log: StepLog): Promise<void> {
+export async function runSteps(steps: Step[], mode: Mode, log: StepLog, hosts: Record<HostRole, HostTarget>): Promise<void> {
   for (const step of steps) {
     log.states[step.id] = 'running';
     try {
-      const outcome = await proxies[step.profile].runStep({ step, values: log.values, mode });
+      const outcome = await proxies[step.profile].runStep({ step, values: log.values, mode, hosts });
       log.states[step.id] = outcome.status;
       if (outcome.captured) log.values[outcome.captured.key] = outcome.captured.value;
       log.outcomes.push(outcome);
