@@ -19,22 +19,27 @@ stop_pid() { # pidfile: TERM, wait up to 5 s, KILL
   kill -KILL "$pid" 2>/dev/null; return 0
 }
 
-# Containers and daemons. Force-stop the instances (the lab's data is deleted anyway), then ask
-# the daemons to shut down; their pidfiles are the fallback.
-if alive "$DST_DIR/run/incusd.pid"; then
-  log "stopping Incus instances and incusd"
-  timeout 60 incus stop --all --force >/dev/null 2>&1
-  timeout 30 /usr/libexec/incus/incusd shutdown --timeout 20 >/dev/null 2>&1
-fi
-stop_pid "$DST_DIR/run/incusd.pid"
-if alive "$SRC_DIR/run/lxd.pid"; then
-  log "stopping LXD instances and lxd"
-  timeout 60 lxc stop --all --force >/dev/null 2>&1
-  timeout 30 lxd shutdown --timeout 20 >/dev/null 2>&1
-fi
-stop_pid "$SRC_DIR/run/lxd.pid"
-stop_pid "$SRC_DIR/run/sshd.pid"
-stop_pid "$DST_DIR/run/sshd.pid"
+# Containers and daemons, both hosts in parallel. Force-stop the instances (the lab's data is
+# deleted anyway), ask the daemons to shut down; their pidfiles are the fallback.
+teardown_dst() {
+  if alive "$DST_DIR/run/incusd.pid"; then
+    timeout 60 incus stop --all --force >/dev/null 2>&1
+    timeout 30 /usr/libexec/incus/incusd shutdown --timeout 20 >/dev/null 2>&1
+  fi
+  stop_pid "$DST_DIR/run/incusd.pid"
+  stop_pid "$DST_DIR/run/sshd.pid"
+}
+teardown_src() {
+  if alive "$SRC_DIR/run/lxd.pid"; then
+    timeout 60 lxc stop --all --force >/dev/null 2>&1
+    timeout 30 lxd shutdown --timeout 20 >/dev/null 2>&1
+  fi
+  stop_pid "$SRC_DIR/run/lxd.pid"
+  stop_pid "$SRC_DIR/run/sshd.pid"
+}
+log "stopping instances, daemons and sshd on both hosts"
+teardown_dst & teardown_src & wait
+log "daemons stopped ($(elapsed) s)"
 
 # Leftover processes: anything inside the destination's netns, and anything whose command line
 # names the lab root (dnsmasq and forkproxy of the daemons' networks and devices).
@@ -76,6 +81,7 @@ if [ -n "$GBO_LAB_ROOT" ] && [ "$GBO_LAB_ROOT" != / ]; then
   rm -rf "/run/lxc/lock$GBO_LAB_ROOT"
   d="/run/lxc/lock$(dirname "$GBO_LAB_ROOT")"
   while [ "$d" != /run ] && rmdir "$d" 2>/dev/null; do d=$(dirname "$d"); done
-  rmdir /run/netns 2>/dev/null
 fi
+# `ip netns add` made /run/netns a mount point; undo that when no namespace is left in it.
+if [ -d /run/netns ] && [ -z "$(ls -A /run/netns)" ]; then umount /run/netns 2>/dev/null; rmdir /run/netns 2>/dev/null; fi
 echo "lab:down: done in $(elapsed) s"

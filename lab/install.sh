@@ -44,7 +44,7 @@ created_policy=0
 if [ ! -e /usr/sbin/policy-rc.d ]; then
   printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; created_policy=1
 fi
-trap '[ "$created_policy" = 1 ] && rm -f /usr/sbin/policy-rc.d' EXIT
+trap 'if [ "$created_policy" = 1 ]; then rm -f /usr/sbin/policy-rc.d; fi' EXIT
 
 export DEBIAN_FRONTEND=noninteractive
 apt-get "${APT_OPTS[@]}" install -y -qq --no-install-recommends "${PKGS[@]}" >/dev/null

@@ -14,14 +14,16 @@ case "$GBO_LAB_ROOT" in /*) ;; *) die "GBO_LAB_ROOT must be absolute" ;; esac
 
 bash "$LAB_DIR/install.sh"
 
-if bash "$LAB_DIR/status.sh" --quiet; then
+# A lab built by other scripts or with other parameters is rebuilt.
+PARAMS="data_mb=$GBO_LAB_DATA_MB zone=$GBO_LAB_ZONE scripts=$(cat "$LAB_DIR"/*.sh "$LAB_DIR"/image/* | sha256sum | cut -c1-12)"
+if [ "$(cat "$GBO_LAB_ROOT/params" 2>/dev/null)" = "$PARAMS" ] && bash "$LAB_DIR/status.sh" --quiet; then
   log "lab already up (plan: $PLAN_FILE)"
   echo "lab:up: already up in $(elapsed) s"
   exit 0
 fi
 if [ -e "$GBO_LAB_ROOT" ] || ip netns list | grep -qw "$NETNS" || ip link show "$VETH_SRC" >/dev/null 2>&1 \
    || ip link show "$SRC_BRIDGE" >/dev/null 2>&1; then
-  log "partial lab found: tearing it down first"
+  log "a lab exists but is not fully up with these parameters ($PARAMS): tearing it down first"
   bash "$LAB_DIR/down.sh" >/dev/null
 fi
 
@@ -150,6 +152,7 @@ ENV
   printf "listen_addresses = '*'\nport = 5432\n" > "$SRC_DATA/tables/pgconf/postgresql.conf"
   mkdir -p "$SRC_DATA/proxy/data/caddy"
   write_caddyfile > "$SRC_DATA/proxy/conf/config"
+  caddy fmt --overwrite "$SRC_DATA/proxy/conf/config"
   write_zone > "$SRC_DATA/dns/data/$GBO_LAB_ZONE.zone"
   write_nsd_conf > "$SRC_DATA/dns/conf/nsd.conf"
   mkdir -p "$SRC_DATA/dns/data/nsd"
@@ -238,14 +241,34 @@ write_services() { # container -> /etc/gbo/services (run by the image's init)
         ;;
     esac
   done
+  # Caddy and NSD are supervised like systemd's Restart=always: (re)started every 2 s while not
+  # running and their config exists (on the destination the data arrives after the first start).
   case $c in
     proxy)
-      echo 'mkdir -p /root/.config /root/.local/share'
-      echo 'caddy run --config /opt/gbo/conf/config --adapter caddyfile >> /var/log/caddy.out 2>&1 &'
+      cat <<'SVC'
+mkdir -p /root/.config /root/.local/share
+(
+  while :; do
+    if ! pidof caddy >/dev/null && [ -s /opt/gbo/conf/config ]; then
+      caddy run --config /opt/gbo/conf/config --adapter caddyfile >> /var/log/caddy.out 2>&1 &
+    fi
+    sleep 2
+  done
+) &
+SVC
       ;;
     dns)
-      echo 'mkdir -p /opt/gbo/data/nsd'
-      echo 'nsd -c /opt/gbo/conf/nsd.conf'
+      cat <<'SVC'
+(
+  while :; do
+    if ! pidof nsd >/dev/null && [ -s /opt/gbo/conf/nsd.conf ]; then
+      mkdir -p /opt/gbo/data/nsd
+      nsd -c /opt/gbo/conf/nsd.conf >> /var/log/nsd.out 2>&1
+    fi
+    sleep 2
+  done
+) &
+SVC
       ;;
   esac
 }
@@ -390,6 +413,7 @@ wait_for "Caddy vhost chat.$GBO_LAB_ZONE" curl -fsS -m 2 -H "Host: chat.$GBO_LAB
 # ---------------------------------------------------------------- the lab tenant's plan
 bash "$LAB_DIR/plan.sh" > "$PLAN_FILE.tmp"
 mv "$PLAN_FILE.tmp" "$PLAN_FILE"
+echo "$PARAMS" > "$GBO_LAB_ROOT/params"
 
 cat <<SUMMARY
 lab:up: done in $(elapsed) s

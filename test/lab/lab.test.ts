@@ -226,9 +226,18 @@ if (!isRoot && !inCI) {
     expect(sshOk(DST, 'ip -o link show').includes('lxdbr-gbo')).toBe(false);
   });
 
+  test('each host sees only its own part of the lab root, and neither sees the worker key', () => {
+    expect(sshOk(DST, `ls -A ${ROOT}/src ${ROOT}/ssh | grep -v ':$' | grep -v '^$' || true`).trim()).toBe('');
+    expect(sshOk(SRC, `ls -A ${ROOT}/dst ${ROOT}/ssh | grep -v ':$' | grep -v '^$' || true`).trim()).toBe('');
+    expect(sshOk(DST, `test -s ${plan.data.pullIdentity} && echo yes`).trim()).toBe('yes');
+    expect(sshOk(SRC, `test -s ${ROOT}/src/opt/gbo/proxy/conf/config && echo yes`).trim()).toBe('yes');
+  });
+
   test('the guide prerequisites are left to preflight on a fresh lab', () => {
     if (!fresh) return; // a reused lab may already have them (established by a migration)
     expect(sshOk(DST, 'incus remote list --format csv')).not.toMatch(/lxd-source/);
+    expect(sshOk(SRC, 'lxc config trust list --format csv').trim()).toBe('');
+    expect(sshOk(DST, `test -e ${plan.data.pullKnownHosts} && echo present || echo absent`).trim()).toBe('absent');
     const r = spawnSync('ip', ['netns', 'exec', 'gbo-dst', 'ssh', '-i', plan.data.pullIdentity!, '-o', 'BatchMode=yes',
       '-o', 'IdentitiesOnly=yes', '-o', `UserKnownHostsFile=${KNOWN_HOSTS}`, '-o', 'StrictHostKeyChecking=yes', `root@${SRC}`, 'true'],
     { encoding: 'utf8', timeout: 30_000 });
