@@ -19,6 +19,7 @@ hosts:
     user: root
     sshKey: file:$LAB_KEY
     knownHosts: file:$LAB_KNOWN_HOSTS
+    authorizedKeys: $SRC_HOME/.ssh/authorized_keys
   destination:
     address: $DST_ADDR
     port: $SSH_PORT
@@ -40,6 +41,7 @@ destination:
   storagePool: default
   publicAddress: $DST_ADDR
   iptablesRulesFile: $DST_DIR/etc/iptables/rules.v4
+  restoreUnitFile: $DST_DIR/etc/systemd/system/iptables-restore.service
 
 data:
   sourceRoot: $SRC_DATA

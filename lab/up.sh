@@ -357,16 +357,10 @@ create_container() {
       ;;
   esac
 }
-pids=()
+# One at a time: LXD 5.0 was seen to hang on a `config device add` with ten creations in parallel.
 for c in "${CONTAINERS[@]}"; do
-  create_container "$c" > "$SRC_DIR/log/create-$c.log" 2>&1 &
-  pids+=($!)
+  create_container "$c" > "$SRC_DIR/log/create-$c.log" 2>&1 || { log "creating $c failed:"; cat "$SRC_DIR/log/create-$c.log" >&2; die "container creation failed"; }
 done
-fail=0
-for i in "${!pids[@]}"; do
-  wait "${pids[$i]}" || { fail=1; log "creating ${CONTAINERS[$i]} failed:"; cat "$SRC_DIR/log/create-${CONTAINERS[$i]}.log" >&2; }
-done
-[ "$fail" = 0 ] || die "container creation failed"
 
 # Ownership as seen inside: gbuser (uid 1000) owns /opt/gbo, root in alm-ci. Unprivileged
 # containers see host uid <idmap base>+N as N; the privileged system container sees host uids.
