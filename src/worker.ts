@@ -1,11 +1,16 @@
 /**
- * The worker: bundles the workflows and registers the activities over their dependencies. Dry runs
- * need nothing else; live runs get the SSH executor from the worker's own configuration.
+ * The worker: bundles the workflows and registers the activities over their dependencies: the
+ * dry-run recorder, the SSH pool for live runs, and the secret resolver. Keys and secrets are read
+ * here, from references, never from workflow input.
  */
+import { ApplicationFailure } from '@temporalio/common';
 import { NativeConnection, Worker } from '@temporalio/worker';
 import { createActivities, type ActivityDeps } from './activities';
 import { DryRunExecutor } from './activities/executor';
 import { temporalConfig } from './config';
+import { FailureType } from './errors';
+import { SshPool } from './ssh/pool';
+import { resolveSecretRef } from './ssh/secrets';
 
 export interface WorkerOptions {
   connection: NativeConnection;
@@ -14,8 +19,19 @@ export interface WorkerOptions {
   deps?: Partial<ActivityDeps>;
 }
 
+/** Secrets a step needs as a value (Vault's unseal key): `env:` or `file:` references. */
+export async function resolveSecretValue(ref: string): Promise<string> {
+  const r = resolveSecretRef(ref);
+  if ('agent' in r) throw ApplicationFailure.create({ type: FailureType.SecretUnavailable, nonRetryable: true, message: `${ref}: an agent holds keys, not values` });
+  return r.value.trim();
+}
+
 export async function createWorker(options: WorkerOptions): Promise<Worker> {
-  const deps: ActivityDeps = { dryRun: options.deps?.dryRun ?? new DryRunExecutor({ keep: false }), live: options.deps?.live };
+  const deps: ActivityDeps = {
+    dryRun: options.deps?.dryRun ?? new DryRunExecutor({ keep: false }),
+    live: options.deps?.live,
+    resolveSecret: options.deps?.resolveSecret ?? resolveSecretValue,
+  };
   return Worker.create({
     connection: options.connection,
     namespace: options.namespace ?? 'default',
@@ -29,11 +45,13 @@ export async function createWorker(options: WorkerOptions): Promise<Worker> {
 export async function runWorker(): Promise<void> {
   const cfg = temporalConfig();
   const connection = await NativeConnection.connect({ address: cfg.address });
+  const pool = new SshPool();
   try {
-    const worker = await createWorker({ connection, namespace: cfg.namespace, taskQueue: cfg.taskQueue });
+    const worker = await createWorker({ connection, namespace: cfg.namespace, taskQueue: cfg.taskQueue, deps: { live: pool } });
     console.log(`worker: polling task queue "${cfg.taskQueue}" on ${cfg.address}`);
     await worker.run();
   } finally {
+    await pool.close();
     await connection.close();
   }
 }

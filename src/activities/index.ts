@@ -1,10 +1,23 @@
-/** All activities the worker registers, built over injected dependencies. */
-import { createStepActivities, type ActivityDeps } from './steps';
+/** All activities the worker registers, built over injected dependencies, grouped by what they act on. */
+import { createAccessActivities } from './access';
+import type { ActivityDeps } from './common';
+import { createDnsActivities } from './dns';
+import { createFixActivities } from './fixes';
+import { createProbeActivities } from './probe';
+import { createProxyActivities } from './proxy';
+import { createStepActivities } from './steps';
 
-export type { ActivityDeps } from './steps';
+export type { ActivityDeps } from './common';
 
 export function createActivities(deps: ActivityDeps) {
-  return { ...createStepActivities(deps) };
+  return {
+    ...createStepActivities(deps),
+    ...createAccessActivities(deps),
+    ...createProbeActivities(deps),
+    ...createProxyActivities(deps),
+    ...createFixActivities(deps),
+    ...createDnsActivities(deps),
+  };
 }
 
 export type Activities = ReturnType<typeof createActivities>;

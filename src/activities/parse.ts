@@ -2,6 +2,7 @@
  * Turns captured command output into the values later steps need. Each parser throws with a
  * message that says what it expected, so a surprising host answer fails loudly.
  */
+import { countVhostsAdapted } from '../proxy/caddy';
 import type { CaptureKind } from '../runbook/model';
 
 interface InstanceState {
@@ -62,16 +63,6 @@ export function parseBytes(text: string): string {
   return n;
 }
 
-/** Collects `apps.http.servers.*.routes[].match[].host` from `caddy adapt` JSON. */
-export function countVhosts(adaptJson: string): number {
-  const cfg = JSON.parse(adaptJson) as { apps?: { http?: { servers?: Record<string, { routes?: { match?: { host?: string[] }[] }[] }> } } };
-  const hosts = new Set<string>();
-  for (const server of Object.values(cfg.apps?.http?.servers ?? {})) {
-    for (const route of server.routes ?? []) for (const m of route.match ?? []) for (const h of m.host ?? []) hosts.add(h);
-  }
-  return hosts.size;
-}
-
 /** Parses a capture into the string kept under its key. */
 export function parseCapture(kind: CaptureKind, stdout: string): string {
   switch (kind) {
@@ -97,6 +88,6 @@ export function parseCapture(kind: CaptureKind, stdout: string): string {
     case 'pubkey':
       return stdout.trim().split(/\s+/).slice(0, 2).join(' ');
     case 'vhost-count':
-      return String(countVhosts(stdout));
+      return String(countVhostsAdapted(stdout));
   }
 }

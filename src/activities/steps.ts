@@ -1,119 +1,90 @@
 /**
- * The step activity: one step of the runbook = one remote side effect. Idempotent: a step whose
- * `check` already passes is reported as `already-done` and changes nothing.
+ * The generic step activity: one command on one host. Idempotent: a step whose `check` already
+ * passes is reported as `already-done` and changes nothing. Captures are parsed and checked
+ * against what the plan expects (inventory, name clashes, free space, vhost counts).
  */
-import { ApplicationFailure, Context } from '@temporalio/activity';
 import { FailureType } from '../errors';
 import type { Step } from '../runbook/model';
-import { hostCommand, placeholdersIn } from '../runbook/shell';
-import type { HostRole } from '../plan/schema';
-import type { CommandExecutor, CommandResult, HostTarget } from './executor';
-import { relevantLines, trimOutput } from './output';
+import { badPlan, commandFailed, commandOf, currentActivity, liveExecutor, outcomeOf, refused, type ActivityDeps, type StepInput, type StepOutcome } from './common';
+import type { CommandExecutor, HostTarget } from './executor';
+import { trimOutput } from './output';
 import { parseCapture } from './parse';
 
-export type Mode = 'dry-run' | 'live';
+export type { ActivityDeps, Mode, StepInput, StepOutcome } from './common';
 
-export interface StepInput {
-  step: Step;
-  /** The plan's hosts (addresses and key references only). */
-  hosts: Record<HostRole, HostTarget>;
-  /** Values learned so far (`ip:proxy`, `cert:destination`, ...). */
-  values: Record<string, string>;
-  mode: Mode;
+/** Checks a captured value against the step's expectations; throws a typed failure if it fails them. */
+async function checkCapture(step: Step, value: string, input: StepInput, live: CommandExecutor, target: HostTarget): Promise<void> {
+  const p = step.params ?? {};
+  if (step.captureAs?.kind === 'names') {
+    const names = value ? value.split(',') : [];
+    if (Array.isArray(p.expect)) {
+      const missing = p.expect.filter((n) => !names.includes(n));
+      if (missing.length) throw badPlan(`${step.id}: planned containers missing on ${step.host} ${target.address}: ${missing.join(', ')} (found: ${names.join(', ') || 'none'})`);
+    }
+    if (Array.isArray(p.mustNotContain)) {
+      for (const name of p.mustNotContain.filter((n) => names.includes(n))) {
+        const r = await live.run(target, commandOf(input, `incus config get ${name} ${String(p.ownerKey)}`));
+        if (r.stdout.trim() !== String(p.tenant)) {
+          throw refused(FailureType.NameClash, `${step.id}: "${name}" already exists on ${target.address} and was not created by this migration of ${String(p.tenant)}; rename or remove it, or map the container to another name`);
+        }
+      }
+    }
+  }
+  if (step.captureAs?.kind === 'bytes' && typeof p.needsTimesSource === 'number') {
+    const source = Number(input.values['bytes:source-data'] ?? 0);
+    const need = Math.ceil(source * p.needsTimesSource);
+    if (Number(value) < need) throw refused(FailureType.NoSpace, `${step.id}: ${value} bytes free on ${target.address}, ${need} needed (${p.needsTimesSource} × ${source} bytes of source data)`);
+  }
+  if (step.captureAs?.kind === 'vhost-count') {
+    const before = typeof p.atLeastCapture === 'string' ? Number(input.values[p.atLeastCapture] ?? 0) : 0;
+    const floor = Math.max(before, typeof p.atLeast === 'number' ? p.atLeast : 0);
+    if (Number(value) < floor) throw refused(FailureType.Refused, `${step.id}: the new Caddy config has ${value} vhosts, fewer than ${floor} (before: ${before}); refusing a partial config`);
+  }
 }
 
-export interface StepOutcome {
-  id: string;
-  /** `recorded`: dry run; `done`: ran now; `already-done`: the check found the effect in place. */
-  status: 'recorded' | 'done' | 'already-done';
-  host: Step['host'];
-  command: string;
-  exitCode?: number;
-  /** Trimmed and redacted. */
-  output?: string;
-  captured?: { key: string; value: string };
-  startedAt: string;
-  durationMs: number;
-}
-
-export interface ActivityDeps {
-  /** Records commands for dry runs. */
-  dryRun: CommandExecutor;
-  /** Runs commands on the real hosts; absent on a worker that only serves dry runs. */
-  live?: CommandExecutor;
-}
-
-function failed(step: Step, command: string, r: CommandResult): ApplicationFailure {
-  const why = relevantLines(r.stderr) || relevantLines(r.stdout) || '(no output)';
-  return ApplicationFailure.create({
-    type: FailureType.CommandFailed,
-    message: `${step.id} failed on ${step.host}: exit ${r.exitCode}\n$ ${trimOutput(command, 400)}\n${why}`,
-    details: [{ step: step.id, host: step.host, exitCode: r.exitCode }],
-  });
-}
-
-/** Activities over injected executors; the worker wires the real ones, tests their own. */
 export function createStepActivities(deps: ActivityDeps) {
   return {
+    /** Runs (or, in a dry run, records) one `run` or `capture` step. */
     async runStep(input: StepInput): Promise<StepOutcome> {
-      const { step, values, mode, hosts } = input;
-      const startedAt = new Date();
-      const outcome = (o: Omit<StepOutcome, 'id' | 'host' | 'startedAt' | 'durationMs'>): StepOutcome => ({
-        id: step.id,
-        host: step.host,
-        startedAt: startedAt.toISOString(),
-        durationMs: Date.now() - startedAt.getTime(),
-        ...o,
-      });
-      let command: string;
-      try {
-        command = hostCommand(step.command, values, step.sudo, mode === 'live');
-      } catch (err) {
-        throw ApplicationFailure.create({ type: FailureType.BadPlan, nonRetryable: true, message: `${step.id}: ${(err as Error).message}` });
-      }
-
+      const { step, hosts, mode } = input;
+      const outcome = outcomeOf(step);
+      const command = commandOf(input);
       if (mode === 'dry-run') {
         if (step.host !== 'worker' && command !== '') await deps.dryRun.run(hosts[step.host], command);
         return outcome({ status: 'recorded', command });
       }
-
-      const live = deps.live;
-      if (!live) {
-        throw ApplicationFailure.create({ type: FailureType.BadPlan, nonRetryable: true, message: 'this worker has no SSH configuration: it serves dry runs only' });
+      if (step.once && step.captureAs && input.values[step.captureAs.key] !== undefined) {
+        return outcome({ status: 'already-done', command });
       }
-      if (step.host === 'worker' || (step.kind !== 'run' && step.kind !== 'capture')) {
-        throw ApplicationFailure.create({
-          type: FailureType.BadPlan,
-          nonRetryable: true,
-          message: `${step.id}: step kind "${step.kind}" on ${step.host} has no live implementation in this worker`,
-        });
-      }
-      const left = placeholdersIn(command);
-      if (left.length > 0) throw ApplicationFailure.create({ type: FailureType.BadPlan, nonRetryable: true, message: `${step.id}: unresolved ${left.join(', ')}` });
+      const live = liveExecutor(deps);
+      if (step.host === 'worker') throw badPlan(`${step.id}: a ${step.kind} step has no command to run on a host`);
+      const target = hosts[step.host];
 
       if (step.check !== undefined) {
-        const checkCommand = hostCommand(step.check, values, step.checkSudo, true);
         const checkHost = step.checkOn === undefined || step.checkOn === 'worker' ? step.host : step.checkOn;
-        const checked = await live.run(hosts[checkHost], checkCommand);
+        const checked = await live.run(hosts[checkHost], commandOf(input, step.check, step.checkSudo));
         if (checked.exitCode === 0) return outcome({ status: 'already-done', command, exitCode: 0 });
       }
-      const r = await live.run(hosts[step.host], command, {
-        onOutput: () => Context.current().heartbeat({ step: step.id }),
-        signal: Context.current().cancellationSignal,
+      const activity = currentActivity();
+      const r = await live.run(target, command, {
+        onOutput: () => activity?.heartbeat({ step: step.id }),
+        signal: activity?.cancellationSignal,
       });
-      if (r.exitCode !== 0) throw failed(step, command, r);
-      if (step.captureAs) {
-        let value: string;
-        try {
-          value = parseCapture(step.captureAs.kind, r.stdout);
-        } catch (err) {
-          throw ApplicationFailure.create({ type: FailureType.CommandFailed, message: `${step.id}: unexpected output on ${step.host}: ${(err as Error).message}` });
-        }
-        return outcome({ status: 'done', command, exitCode: 0, output: trimOutput(r.stdout, 600), captured: { key: step.captureAs.key, value } });
+      if (r.exitCode !== 0) {
+        const failure = commandFailed(step, command, r);
+        throw step.refuses ? refused(FailureType.Refused, `${step.title}: refused.\n${failure.message}`) : failure;
       }
-      return outcome({ status: 'done', command, exitCode: 0, output: trimOutput(r.stdout + r.stderr, 600) });
+      if (!step.captureAs) return outcome({ status: 'done', command, exitCode: 0, output: trimOutput(r.stdout + r.stderr, 600) });
+
+      let value: string;
+      try {
+        value = parseCapture(step.captureAs.kind, r.stdout);
+      } catch (err) {
+        throw commandFailed(step, command, { ...r, stderr: `unexpected output: ${(err as Error).message}\n${r.stderr}` });
+      }
+      await checkCapture(step, value, input, live, target);
+      // Only the parsed value enters history: raw output (an instance's whole config) may hold secrets.
+      return outcome({ status: 'done', command, exitCode: 0, captured: { key: step.captureAs.key, value: step.captureAs.kind === 'text' ? trimOutput(value, 600) : value } });
     },
   };
 }
-
-export type StepActivities = ReturnType<typeof createStepActivities>;

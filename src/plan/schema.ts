@@ -217,6 +217,8 @@ export const planSchema = z
         publicAddress: ipv4,
         /** Where rules.v4 is persisted and restored from at boot. */
         iptablesRulesFile: absPath.default('/etc/iptables/rules.v4'),
+        /** The systemd unit that restores the rules at boot (the guide's iptables-restore.service). */
+        restoreUnitFile: absPath.default('/etc/systemd/system/iptables-restore.service'),
       })
       .strict(),
     containers: z.array(containerSchema).min(1),
@@ -275,7 +277,8 @@ export const planSchema = z
           .strict()
           .default({ pollInterval: '5m', maxWait: '7d' }),
       })
-      .strict(),
+      .strict()
+      .optional(),
     serviceFixes: z.array(serviceFixSchema).default([]),
     approvals: z
       .object({

@@ -20,6 +20,25 @@ export const MANIFEST_SCRIPT =
   'n=$(wc -l < "$l" | tr -d " "); s=$(tr "\\n" "\\0" < "$l" | xargs -0 -r sha256sum | sha256sum | cut -d" " -f1); rm -f "$l"; ' +
   'echo "files=$n sha256=$s"';
 
+/** Prints `sha256 mtime path` for each file under the given folders of a root (the host's final copy). */
+export const LISTING_SCRIPT =
+  'cd "$1" || exit 1; shift; n=0; for d in "$@"; do [ -e "$d" ] && find "$d" -type f; done | LC_ALL=C sort | ' +
+  '{ while IFS= read -r f; do n=$((n+1)); printf "%s %s %s\\n" "$(sha256sum < "$f" | cut -d" " -f1)" "$(stat -c %Y "$f")" "$f"; done; echo "end $n"; }';
+
+/** Reads LISTING_SCRIPT's lines inside a container and checks each file there; busybox-compatible. */
+export const CONTAINER_CHECK_SCRIPT =
+  'cd "$1" || exit 1; ok=0; changed=0; bad=0; want=; while read -r sum mt f; do ' +
+  'if [ "$sum" = end ]; then want=$mt; ' +
+  'elif [ ! -f "$f" ]; then echo "missing: $f" >&2; bad=$((bad+1)); ' +
+  'elif [ "$(stat -c %Y "$f")" != "$mt" ]; then changed=$((changed+1)); ' +
+  'elif [ "$(sha256sum < "$f" | cut -d" " -f1)" = "$sum" ]; then ok=$((ok+1)); ' +
+  'else echo "differs: $f" >&2; bad=$((bad+1)); fi; done; ' +
+  // The listing ends with its count: a listing cut short (its side failed) cannot pass.
+  'echo "files ok=$ok changed-by-services=$changed bad=$bad of $want"; [ "$bad" -eq 0 ] && [ "$want" = $((ok+changed)) ]';
+
+/** Where the incus client keeps its certificate (INCUS_CONF, else ~/.config/incus), as the guide reads it. */
+const INCUS_CLIENT_CERT = '"${INCUS_CONF:-$HOME/.config/incus}/client.crt"';
+
 /** Is every port answering? Bash's /dev/tcp, so nothing needs installing on the destination. */
 const tcpProbe = (ip: string, port: number) => sh('timeout', 5, 'bash', '-c', `: </dev/tcp/${ip}/${port}`);
 
@@ -81,7 +100,8 @@ function preflight(ctx: Ctx): Step[] {
   const remote = plan.source.remoteName;
   const api = `https://${plan.source.apiAddress}:${plan.source.apiPort}`;
   const srcUser = plan.hosts.source;
-  const authorizedKeys = srcUser.authorizedKeys ?? (srcUser.user === 'root' ? '/root/.ssh/authorized_keys' : `/home/${srcUser.user}/.ssh/authorized_keys`);
+  // The login user's own file unless the plan names one; `$HOME` expands on the source host.
+  const authorizedKeys = srcUser.authorizedKeys ? q(srcUser.authorizedKeys) : '"$HOME/.ssh/authorized_keys"';
   const steps: Step[] = [
     s({ id: 'preflight/tenant/source-version', title: 'LXD answers on the source', host: 'source', kind: 'capture', command: ctx.lxc('version'), captureAs: { kind: 'text', key: 'version:source' } }),
     s({ id: 'preflight/tenant/destination-version', title: 'Incus answers on the destination', host: 'destination', kind: 'capture', command: ctx.incus('version'), captureAs: { kind: 'text', key: 'version:destination' } }),
@@ -116,14 +136,14 @@ function preflight(ctx: Ctx): Step[] {
       host: 'destination',
       kind: 'run',
       command: ctx.incus('remote', 'generate-certificate'),
-      check: `${ctx.incus('remote', 'get-client-certificate')} >/dev/null 2>&1`,
+      check: `test -s ${INCUS_CLIENT_CERT}`,
     }),
     s({
       id: 'preflight/tenant/read-client-certificate',
       title: 'Read the destination client certificate (public)',
       host: 'destination',
       kind: 'capture',
-      command: ctx.incus('remote', 'get-client-certificate'),
+      command: `cat ${INCUS_CLIENT_CERT}`,
       captureAs: { kind: 'cert', key: 'cert:destination' },
     }),
     s({
@@ -173,7 +193,7 @@ function preflight(ctx: Ctx): Step[] {
       kind: 'capture',
       command: ctx.incus('list', '--format', 'csv', '-c', 'n'),
       captureAs: { kind: 'names', key: 'names:destination' },
-      params: { mustNotContain: plan.containers.map((c) => c.name), ownerKey: OWNER_KEY },
+      params: { mustNotContain: plan.containers.map((c) => c.name), ownerKey: OWNER_KEY, tenant: plan.tenant },
     }),
     s({
       id: 'preflight/tenant/source-data-size',
@@ -206,9 +226,21 @@ function preflight(ctx: Ctx): Step[] {
       title: "Authorize the destination's key on the source (dest→source SSH for rsync)",
       host: 'source',
       kind: 'run',
-      command: `mkdir -p ${q(dirname(authorizedKeys))} && printf '%s\\n' ${ph('pubkey', 'destination')} >> ${q(authorizedKeys)}`,
-      check: `grep -qxF ${ph('pubkey', 'destination')} ${q(authorizedKeys)}`,
+      command: `mkdir -p "$(dirname ${authorizedKeys})" && printf '%s\\n' ${ph('pubkey', 'destination')} >> ${authorizedKeys}`,
+      check: `grep -qxF ${ph('pubkey', 'destination')} ${authorizedKeys}`,
     }),
+    ...(plan.data.pullKnownHosts
+      ? [
+          s({
+            id: 'preflight/tenant/pin-source-host-key',
+            title: `Pin the source's host key for the pull in ${plan.data.pullKnownHosts} (from the worker's known_hosts, never a scan)`,
+            host: 'destination',
+            kind: 'pin-host-key',
+            command: `${pinScript(plan.data.pullKnownHosts)} # stdin: the source's host key lines from the worker's known_hosts`,
+            params: { write: pinScript(plan.data.pullKnownHosts) },
+          }),
+        ]
+      : []),
     s({
       id: 'preflight/tenant/pull-ssh',
       title: 'The destination logs in to the source over SSH (host key pinned)',
@@ -218,6 +250,11 @@ function preflight(ctx: Ctx): Step[] {
     }),
   ];
   return steps;
+}
+
+/** Appends each stdin line to a known_hosts file unless it is there already. */
+function pinScript(file: string): string {
+  return sh('sh', '-c', 'mkdir -p "$(dirname "$1")" && touch "$1" && while IFS= read -r l; do grep -qxF "$l" "$1" || printf "%s\\n" "$l" >> "$1"; done', 'pin', file);
 }
 
 function rsyncPull(ctx: Ctx, c: ContainerPlan): string {
@@ -235,9 +272,15 @@ function presync(ctx: Ctx, c: ContainerPlan): Step[] {
       host: 'destination',
       kind: 'run',
       command: rsyncPull(ctx, c),
+      check: dataMoved(ctx, c),
       profile: 'transfer',
     }),
   ];
+}
+
+/** The data already sits in its final place (a re-run after `data/<c>/move` pulls nothing again). */
+function dataMoved(ctx: Ctx, c: ContainerPlan): string {
+  return `test -d ${q(ctx.finalOf(c))} && test ! -e ${q(ctx.stagingOf(c))}`;
 }
 
 function record(ctx: Ctx, c: ContainerPlan): Step[] {
@@ -252,6 +295,7 @@ function record(ctx: Ctx, c: ContainerPlan): Step[] {
       kind: 'capture',
       command: ctx.lxc('query', `/1.0/instances/${src}`),
       captureAs: { kind: 'instance-json', key: `instance:${c.name}` },
+      once: true,
     }),
     step(ctx, {
       id: `record/${c.name}/addresses`,
@@ -262,6 +306,7 @@ function record(ctx: Ctx, c: ContainerPlan): Step[] {
       kind: 'capture',
       command: ctx.lxc('query', `/1.0/instances/${src}/state`),
       captureAs: { kind: 'state-ipv4', key: `oldip:${c.name}` },
+      once: true,
     }),
   ];
 }
@@ -298,6 +343,7 @@ function stop(ctx: Ctx, c: ContainerPlan): Step[] {
       kind: 'capture',
       command: sh('sh', '-c', MANIFEST_SCRIPT, 'manifest', ctx.sourceDataOf(c), ...c.dataDirs),
       captureAs: { kind: 'digest', key: `digest:${c.name}` },
+      once: true,
       profile: 'transfer',
     }),
   ];
@@ -363,11 +409,14 @@ function data(ctx: Ctx, c: ContainerPlan): Step[] {
   const { plan } = ctx;
   const s = (init: Omit<StepInit, 'phase' | 'container' | 'host'>) => step(ctx, { phase: 'data', container: c.name, host: 'destination', ...init });
   const inContainer = plan.data.containerPath;
-  const containerDigest = ctx.inside(c.name, 'sh', '-c', MANIFEST_SCRIPT, 'manifest', inContainer, ...c.dataDirs);
-  const digestMatches = `test "$(${containerDigest})" = ${ph('digest', c.name)}`;
+  const hostDigest = sh('sh', '-c', MANIFEST_SCRIPT, 'manifest', ctx.finalOf(c), ...c.dataDirs);
+  // Every file of the final copy, in the container with the same content; files the container's
+  // own services changed since the push (newer mtime: tar keeps the source's) are counted, not failed.
+  const containerMatches =
+    `${sh('sh', '-c', LISTING_SCRIPT, 'listing', ctx.finalOf(c), ...c.dataDirs)} | ` + ctx.inside(c.name, 'sh', '-c', CONTAINER_CHECK_SCRIPT, 'check', inContainer);
   const ownerCheck = `owner=$(id -u ${q(c.owner)} >/dev/null 2>&1 && echo ${q(c.owner)} || echo ${q(c.ownerFallback)}); test -z "$(find ${q(inContainer)} ! -user "$owner" | head -n 1)"`;
   return [
-    s({ id: `data/${c.name}/final-sync`, title: `Final delta pull of ${c.name}'s data (source stopped)`, kind: 'run', command: rsyncPull(ctx, c), profile: 'transfer' }),
+    s({ id: `data/${c.name}/final-sync`, title: `Final delta pull of ${c.name}'s data (source stopped)`, kind: 'run', command: rsyncPull(ctx, c), check: dataMoved(ctx, c), profile: 'transfer' }),
     s({
       id: `data/${c.name}/move`,
       title: `Move ${c.name}'s data to ${ctx.finalOf(c)}`,
@@ -381,14 +430,24 @@ function data(ctx: Ctx, c: ContainerPlan): Step[] {
         `${plan.data.tenantsRoot}/${plan.tenant}`,
         ctx.finalOf(c),
       ),
-      check: `test -d ${q(ctx.finalOf(c))} && test ! -e ${q(ctx.stagingOf(c))}`,
+      check: dataMoved(ctx, c),
+    }),
+    s({
+      id: `data/${c.name}/verify-transfer`,
+      title: `The pulled copy of ${c.name}'s data matches the source checksums bit for bit`,
+      kind: 'run',
+      command: `test "$(${hostDigest})" = ${ph('digest', c.name)}`,
+      refuses: true,
+      profile: 'transfer',
     }),
     s({
       id: `data/${c.name}/push`,
       title: `Push the data into ${c.name}:${inContainer} (copied in, not a disk device)`,
       kind: 'run',
-      command: `${ctx.inside(c.name, 'mkdir', '-p', inContainer)} && ${ctx.incus('file', 'push', '--recursive', `${ctx.finalOf(c)}/.`, `${c.name}${inContainer}/`)}`,
-      check: digestMatches,
+      // The guide's `incus file push --recursive DIR/. C/opt/gbo/` nests DIR's name under /opt/gbo
+      // on Incus 6 (its "fix directory structure" step); a tar stream, its other method, does not.
+      command: `${ctx.inside(c.name, 'mkdir', '-p', inContainer)} && tar -C ${q(ctx.finalOf(c))} -cf - . | ${ctx.inside(c.name, 'tar', '-C', inContainer, '-xf', '-')}`,
+      check: containerMatches,
       profile: 'transfer',
     }),
     s({
@@ -408,7 +467,8 @@ function data(ctx: Ctx, c: ContainerPlan): Step[] {
       id: `data/${c.name}/verify`,
       title: `Every file in ${c.name} matches the source checksums`,
       kind: 'run',
-      command: digestMatches,
+      command: containerMatches,
+      refuses: true,
       profile: 'transfer',
     }),
   ];
@@ -419,6 +479,8 @@ function network(ctx: Ctx): Step[] {
   const s = (init: Omit<StepInit, 'phase' | 'host'>) => step(ctx, { phase: 'network', host: 'destination', ...init });
   const subnet = plan.destination.bridgeSubnet;
   const rulesFile = plan.destination.iptablesRulesFile;
+  const unitFile = plan.destination.restoreUnitFile;
+  const unitName = unitFile.slice(unitFile.lastIndexOf('/') + 1);
   const steps: Step[] = [
     s({ id: 'network/tenant/ip-forward', title: 'IP forwarding on', kind: 'run', command: sh('sysctl', '-w', 'net.ipv4.ip_forward=1'), check: `test "$(sysctl -n net.ipv4.ip_forward)" = 1` }),
     s({
@@ -457,9 +519,9 @@ function network(ctx: Ctx): Step[] {
       title: 'A boot-time unit restores the rules',
       kind: 'run',
       command:
-        `printf '%s\\n' ${q(restoreUnit(rulesFile))} > /etc/systemd/system/iptables-restore.service && ` +
-        `if [ -d /run/systemd/system ]; then systemctl daemon-reload && systemctl enable iptables-restore.service; fi`,
-      check: `test -f /etc/systemd/system/iptables-restore.service && grep -qF ${q(rulesFile)} /etc/systemd/system/iptables-restore.service`,
+        `mkdir -p ${q(dirname(unitFile))} && printf '%s\\n' ${q(restoreUnit(rulesFile))} > ${q(unitFile)} && ` +
+        `if [ -d /run/systemd/system ]; then systemctl daemon-reload && systemctl enable ${q(unitName)}; fi`,
+      check: `test -f ${q(unitFile)} && grep -qF ${q(rulesFile)} ${q(unitFile)}`,
     }),
   );
   for (const f of plan.portForwards) {
@@ -522,13 +584,17 @@ function proxy(ctx: Ctx): Step[] {
       command: ctx.inside(container, 'cp', '-p', configPath, `${configPath}.bak-${ph('stamp', 'run')}`),
       check: ctx.inside(container, 'test', '-f', `${configPath}.bak-${ph('stamp', 'run')}`),
     }),
-    s({
-      id: 'proxy/tenant/rewrite',
-      title: `Rewrite upstreams old → new addresses into ${next}`,
-      kind: 'caddy-rewrite',
-      command: `${ctx.inside(container, 'cat', configPath)} | <rewrite old→new addresses> | ${ctx.inside(container, 'sh', '-c', 'cat > "$1"', 'write', next)}`,
-      params: { configPath, next },
-    }),
+    (() => {
+      const read = ctx.inside(container, 'cat', configPath);
+      const write = ctx.inside(container, 'sh', '-c', 'cat > "$1"', 'write', next);
+      return s({
+        id: 'proxy/tenant/rewrite',
+        title: `Rewrite upstreams old → new addresses into ${next}`,
+        kind: 'caddy-rewrite',
+        command: `${read} | <old→new container addresses> | ${write}`,
+        params: { read, write, containers: plan.containers.map((c) => c.name) },
+      });
+    })(),
     s({ id: 'proxy/tenant/validate', title: 'caddy validate the new config', kind: 'run', command: ctx.inside(container, binary, 'validate', '--config', next, '--adapter', 'caddyfile') }),
     s({
       id: 'proxy/tenant/vhosts-after',
@@ -542,6 +608,7 @@ function proxy(ctx: Ctx): Step[] {
       id: 'proxy/tenant/storage-block',
       title: `Refuse a config without the explicit storage block (${storageRoot})`,
       kind: 'run',
+      refuses: true,
       command: `${adapt(next)} | grep -q ${q(`"storage":{"module":"file_system","root":"${storageRoot}"}`)}`,
     }),
     s({ id: 'proxy/tenant/install', title: 'Install the new config', kind: 'run', command: ctx.inside(container, 'mv', next, configPath), check: ctx.inside(container, 'test', '!', '-e', next) }),
@@ -605,7 +672,7 @@ function fixes(ctx: Ctx): Step[] {
             id: `fixes/${f.container}/vault-unseal`,
             title: `Unseal Vault in ${f.container} (key from ${f.keyRef.split(':')[0]} reference, over stdin)`,
             kind: 'vault-unseal',
-            command: ctx.inside(f.container, 'env', `VAULT_ADDR=${f.vaultAddr}`, 'VAULT_SKIP_VERIFY=true', 'sh', '-c', 'read -r k && "$1" operator unseal "$k" >/dev/null', 'unseal', f.binary) + ' <<< <key>',
+            command: ctx.inside(f.container, 'env', `VAULT_ADDR=${f.vaultAddr}`, 'VAULT_SKIP_VERIFY=true', 'sh', '-c', 'read -r k && "$1" operator unseal "$k" >/dev/null', 'unseal', f.binary),
             check: ctx.inside(f.container, 'env', `VAULT_ADDR=${f.vaultAddr}`, 'VAULT_SKIP_VERIFY=true', f.binary, 'status'),
             params: { keyRef: f.keyRef },
           }),
@@ -670,16 +737,20 @@ function cutover(ctx: Ctx): Step[] {
       command: ctx.inside(dns.container, 'cp', '-p', dns.zoneFile, `${dns.zoneFile}.bak-${ph('stamp', 'run')}`),
       check: ctx.inside(dns.container, 'test', '-f', `${dns.zoneFile}.bak-${ph('stamp', 'run')}`),
     }),
-    step(ctx, {
-      id: 'cutover/tenant/zone-update',
-      phase: 'cutover',
-      container: dns.container,
-      title: `Point ${dns.records.map((r) => `${r.name} ${r.type}`).join(', ')} at the destination; bump the SOA serial`,
-      host: 'destination',
-      kind: 'zone-update',
-      command: `${ctx.inside(dns.container, 'cat', dns.zoneFile)} | <set records, serial+1> | ${ctx.inside(dns.container, 'sh', '-c', 'cat > "$1.new" && mv "$1.new" "$1"', 'write', dns.zoneFile)}`,
-      params: { zoneFile: dns.zoneFile },
-    }),
+    (() => {
+      const read = ctx.inside(dns.container, 'cat', dns.zoneFile);
+      const write = ctx.inside(dns.container, 'sh', '-c', 'cat > "$1.new" && mv "$1.new" "$1"', 'write', dns.zoneFile);
+      return step(ctx, {
+        id: 'cutover/tenant/zone-update',
+        phase: 'cutover',
+        container: dns.container,
+        title: `Point ${dns.records.map((r) => `${r.name} ${r.type}`).join(', ')} at the destination; bump the SOA serial`,
+        host: 'destination',
+        kind: 'zone-update',
+        command: `${read} | <set records, serial+1> | ${write}`,
+        params: { read, write, zone: dns.zone, records: dns.records.map((r) => JSON.stringify(r)) },
+      });
+    })(),
     step(ctx, { id: 'cutover/tenant/dns-reload', phase: 'cutover', container: dns.container, title: 'Reload the DNS server', host: 'destination', kind: 'run', command: ctx.inside(dns.container, ...dns.reloadCommand) }),
     step(ctx, {
       id: 'cutover/tenant/dns-propagated',
@@ -688,7 +759,7 @@ function cutover(ctx: Ctx): Step[] {
       host: 'worker',
       kind: 'wait-dns',
       command: dns.authoritativeServers.map((server) => `dig @${server} ${dns.zone} A`).join('; '),
-      params: { servers: dns.authoritativeServers, oldTtlSeconds: dns.oldTtlSeconds, zone: dns.zone },
+      params: { servers: dns.authoritativeServers, oldTtlSeconds: dns.oldTtlSeconds, zone: dns.zone, records: dns.records.map((r) => JSON.stringify(r)) },
       profile: 'poll',
     }),
   ];
@@ -696,7 +767,7 @@ function cutover(ctx: Ctx): Step[] {
 
 function certificates(ctx: Ctx): Step[] {
   const { plan } = ctx;
-  return plan.certificates.domains.map((domain) =>
+  return (plan.certificates?.domains ?? []).map((domain) =>
     step(ctx, {
       id: `certificates/tenant/${slug(domain)}`,
       phase: 'certificates',
@@ -704,7 +775,7 @@ function certificates(ctx: Ctx): Step[] {
       host: 'worker',
       kind: 'wait-cert',
       command: `tls ${plan.destination.publicAddress}:443 servername=${domain}`,
-      params: { domain, address: plan.destination.publicAddress, pollInterval: plan.certificates.wait.pollInterval, maxWait: plan.certificates.wait.maxWait },
+      params: { domain, address: plan.destination.publicAddress, pollInterval: plan.certificates?.wait.pollInterval ?? '5m', maxWait: plan.certificates?.wait.maxWait ?? '7d' },
       profile: 'poll',
     }),
   );
@@ -766,44 +837,77 @@ function cleanup(ctx: Ctx): Step[] {
   return steps;
 }
 
-/** What a cancel before cutover undoes, per container: destination copy gone, source as before. */
-function compensation(ctx: Ctx): Step[] {
-  const { plan } = ctx;
-  return plan.containers.flatMap((c) => {
-    const src = ctx.sourceName(c);
-    return [
-      step(ctx, {
-        id: `undo/${c.name}/delete-copy`,
-        phase: 'copy',
-        container: c.name,
-        title: `Delete the destination copy ${c.name} (only if this migration made it)`,
-        host: 'destination',
-        kind: 'run',
-        command: `if test "$(${ctx.incus('config', 'get', c.name, OWNER_KEY)} 2>/dev/null)" = ${q(plan.tenant)}; then ${ctx.incus('delete', '--force', c.name)}; fi`,
-        check: `! ${ctx.incus('query', `/1.0/instances/${c.name}`)} >/dev/null 2>&1`,
-      }),
-      step(ctx, {
-        id: `undo/${c.name}/restore-devices`,
-        phase: 'stop',
-        container: c.name,
-        title: `Restore ${src}'s recorded devices`,
-        host: 'source',
-        kind: 'run',
-        command: `${ctx.lxc('config', 'device', 'add', src)} <name> <type> <key=value>... (for each recorded device missing)`,
-        params: { restoreFrom: `instance:${c.name}` },
-      }),
-      step(ctx, {
-        id: `undo/${c.name}/start-source`,
-        phase: 'stop',
-        container: c.name,
-        title: `Start ${src} again`,
-        host: 'source',
-        kind: 'run',
-        command: ctx.lxc('start', src),
-        check: `${ctx.lxc('query', `/1.0/instances/${src}`)} | grep -q '"status": "Running"'`,
-      }),
-    ];
-  });
+/** Devices as `lxc query` reports them: name → { type, key: value }. */
+export type DeviceMap = Record<string, Record<string, string>>;
+
+/**
+ * What a cancel before cutover undoes for one container: the destination copy goes (only if this
+ * migration made it), the source's recorded devices come back exactly as they were, the source
+ * starts again. Without `devices` (the dry run), one step stands for the per-device ones.
+ */
+export function compensationSteps(plan: Plan, container: string, devices?: DeviceMap): Step[] {
+  const ctx = context(plan);
+  const c = plan.containers.find((x) => x.name === container);
+  if (!c) throw new Error(`no container ${container} in the plan`);
+  const src = ctx.sourceName(c);
+  const restore: Step[] =
+    devices === undefined
+      ? [
+          step(ctx, {
+            id: `undo/${c.name}/restore-devices`,
+            phase: 'stop',
+            container: c.name,
+            title: `Restore ${src}'s recorded devices`,
+            host: 'source',
+            kind: 'run',
+            command: `${ctx.lxc('config', 'device', 'add', src)} <name> <type> <key=value>... (each recorded device)`,
+          }),
+        ]
+      : Object.entries(devices).map(([name, cfg]) => {
+          const { type, ...keys } = cfg;
+          return step(ctx, {
+            id: `undo/${c.name}/restore-device-${slug(name)}`,
+            phase: 'stop',
+            container: c.name,
+            title: `Restore ${src}'s ${type ?? ''} device ${name}`,
+            host: 'source',
+            kind: 'run',
+            command: ctx.lxc('config', 'device', 'add', src, name, type ?? 'none', ...Object.entries(keys).map(([k, v]) => `${k}=${v}`)),
+            check: `${ctx.lxc('config', 'device', 'list', src)} | grep -qx ${q(name)}`,
+          });
+        });
+  return [
+    step(ctx, {
+      id: `undo/${c.name}/delete-copy`,
+      phase: 'copy',
+      container: c.name,
+      title: `Delete the destination copy ${c.name} (only if this migration made it)`,
+      host: 'destination',
+      kind: 'run',
+      command: `if test "$(${ctx.incus('config', 'get', c.name, OWNER_KEY)} 2>/dev/null)" = ${q(plan.tenant)}; then ${ctx.incus('delete', '--force', c.name)}; fi`,
+      check: `! ${ctx.incus('query', `/1.0/instances/${c.name}`)} >/dev/null 2>&1`,
+    }),
+    step(ctx, {
+      id: `undo/${c.name}/delete-copied-data`,
+      phase: 'data',
+      container: c.name,
+      title: `Delete ${c.name}'s pulled data on the destination (a later run must pull afresh)`,
+      host: 'destination',
+      kind: 'run',
+      command: sh('rm', '-rf', '--one-file-system', ctx.stagingOf(c), ctx.finalOf(c)),
+    }),
+    ...restore,
+    step(ctx, {
+      id: `undo/${c.name}/start-source`,
+      phase: 'stop',
+      container: c.name,
+      title: `Start ${src} again`,
+      host: 'source',
+      kind: 'run',
+      command: ctx.lxc('start', src),
+      check: `${ctx.lxc('query', `/1.0/instances/${src}`)} | grep -q '"status": "Running"'`,
+    }),
+  ];
 }
 
 function slug(s: string): string {
@@ -836,5 +940,5 @@ export function buildRunbook(plan: Plan): Runbook {
     cleanup: cleanup(ctx),
   };
   const phases: Phase[] = PHASES.map((p) => ({ id: p.id, title: p.title, steps: byPhase[p.id] }));
-  return { tenant: plan.tenant, phases, compensation: compensation(ctx) };
+  return { tenant: plan.tenant, phases, compensation: ordered.flatMap((c) => compensationSteps(plan, c.name)) };
 }

@@ -40,6 +40,8 @@ export type StepHost = 'source' | 'destination' | 'worker';
  * - `caddy-rewrite`, `zone-update`: read a file, rewrite it in the worker, write it back.
  * - `wait-dns`, `wait-cert`: durable polls until the world agrees.
  * - `vault-unseal`: the key comes from the worker's secret store over stdin, never the command.
+ * - `pin-host-key`: the source's host key as the worker pins it, written to the destination's
+ *   known_hosts for the rsync pull (never learned from the network).
  */
 export type StepKind =
   | 'run'
@@ -51,7 +53,8 @@ export type StepKind =
   | 'wait-dns'
   | 'wait-cert'
   | 'wait-window'
-  | 'vault-unseal';
+  | 'vault-unseal'
+  | 'pin-host-key';
 
 /** Activity option profiles: quick control-plane calls, long transfers, polls. */
 export type StepProfile = 'quick' | 'transfer' | 'poll';
@@ -87,6 +90,13 @@ export interface Step {
   checkOn?: StepHost;
   checkSudo?: boolean;
   captureAs?: { kind: CaptureKind; key: string };
+  /**
+   * Capture once: the first value stands (the source as it was before the migration changed it;
+   * re-recording after the stop would lose the devices a cancel must restore).
+   */
+  once?: boolean;
+  /** A non-zero exit is a refusal of the guide's (checksums differ, no storage block): no blind retry. */
+  refuses?: boolean;
   /** Deletes or overwrites something not re-derivable; only after its gate. */
   destructive?: boolean;
   /** The approval this step waits for (kind `gate`), or runs only after. */

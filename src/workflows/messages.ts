@@ -18,26 +18,57 @@ export const workflowIdOf = (tenant: string, mode: 'dry-run' | 'live' = 'live'):
 
 export type StepState = 'pending' | 'running' | 'recorded' | 'done' | 'already-done' | 'skipped' | 'failed';
 
+/** One cell of the verification matrix: container × service × port (or a required file). */
+export interface MatrixEntry {
+  container: string;
+  service: string;
+  port?: number;
+  protocol?: string;
+  path?: string;
+  required: boolean;
+  ok: boolean;
+}
+
 export interface MigrationStatus {
   tenant: string;
   mode: 'dry-run' | 'live';
-  phase: PhaseId | 'done';
+  phase: PhaseId | 'done' | 'compensating' | 'compensated';
   paused: boolean;
   /** What the migration waits for right now, if anything. */
   waitingFor?: string;
   steps: Record<string, StepState>;
-  containers: Record<string, { phase: PhaseId | 'done' | 'pending'; ip?: string }>;
+  failures: Record<string, string>;
+  skipped: { id: string; by: string; reason: string }[];
+  containers: Record<string, { phase: PhaseId | 'done' | 'pending' | 'failed'; ip?: string }>;
+  matrix: MatrixEntry[];
   approvals: Approval[];
+  /** Source stopped → services answering on the destination; so far if not over yet. */
+  downtimeMs?: number;
+  downtimeOver: boolean;
 }
 
 export interface Approval {
   gate: GateName;
   by: string;
   reason: string;
+  /** Cutover despite a red verification matrix, recorded as such. */
+  override?: boolean;
   at: string;
 }
 
+export interface Decision {
+  action: 'retry' | 'skip';
+  by: string;
+  reason?: string;
+}
+
 export const statusQuery = defineQuery<MigrationStatus>('status');
-export const approveUpdate = defineUpdate<Approval, [{ gate: GateName; by: string; reason: string }]>('approve');
+/** What the migration learned (addresses, digests, recorded source configs): for audit and re-runs. */
+export const valuesQuery = defineQuery<Record<string, string>>('values');
+export const approveUpdate = defineUpdate<Approval, [{ gate: GateName; by: string; reason: string; override?: boolean }]>('approve');
+/** Re-run a failed step (after fixing what made it fail). */
+export const retryStepUpdate = defineUpdate<string, [{ stepId: string; by: string }]>('retryStep');
+/** Go on without a failed step; the reason is required and recorded. */
+export const skipStepUpdate = defineUpdate<string, [{ stepId: string; by: string; reason: string }]>('skipStep');
 export const pauseSignal = defineSignal<[{ by: string; reason?: string }]>('pause');
 export const resumeSignal = defineSignal<[{ by: string }]>('resume');

@@ -1,12 +1,15 @@
 /**
  * One container's migration: warm pre-sync, record, stop, copy, data. A child workflow per
- * container keeps each history small and lets containers run in parallel.
+ * container keeps each history small and lets containers run in parallel. A failed step fails the
+ * child with the step's id; the parent asks the operator and re-runs the child, whose steps are
+ * idempotent, so the re-run skips what is already done. Cancelled, it undoes its own container.
  */
+import { CancellationScope, isCancellation } from '@temporalio/workflow';
 import type { Mode } from '../activities/steps';
 import type { Plan } from '../plan/schema';
-import { buildRunbook } from '../runbook/build';
+import { buildRunbook, compensationSteps, type DeviceMap } from '../runbook/build';
 import { CONTAINER_PHASES, stepsOf } from '../runbook/model';
-import { hostTargets, newStepLog, runSteps, type StepLog } from './run-steps';
+import { hostTargets, newStepLog, runSteps, type SkippedStep, type StepLog } from './run-steps';
 
 export interface MigrateContainerInput {
   plan: Plan;
@@ -14,6 +17,8 @@ export interface MigrateContainerInput {
   mode: Mode;
   /** Values learned by the parent (the run's timestamp, ...). */
   values: Record<string, string>;
+  /** Steps an operator chose to skip. */
+  skip?: SkippedStep[];
 }
 
 export interface MigrateContainerResult {
@@ -22,10 +27,32 @@ export interface MigrateContainerResult {
 }
 
 export async function migrateContainer(input: MigrateContainerInput): Promise<MigrateContainerResult> {
-  const runbook = buildRunbook(input.plan);
+  const { plan, container, mode } = input;
+  const runbook = buildRunbook(plan);
   const log = newStepLog(input.values);
-  for (const phase of CONTAINER_PHASES) {
-    await runSteps(stepsOf(runbook, phase, input.container), input.mode, log, hostTargets(input.plan));
+  const ctx = { mode, hosts: hostTargets(plan), log, skip: input.skip, onFailure: 'fail' as const };
+  try {
+    for (const phase of CONTAINER_PHASES) {
+      // Downtime starts when the source stops; the parent measures it from here.
+      if (phase === 'stop' && log.values[`stoppedAt:${container}`] === undefined) log.values[`stoppedAt:${container}`] = new Date().toISOString();
+      await runSteps(stepsOf(runbook, phase, container), ctx);
+    }
+  } catch (err) {
+    if (isCancellation(err) && mode === 'live') await CancellationScope.nonCancellable(() => compensate(plan, container, log));
+    throw err;
   }
-  return { container: input.container, log };
+  return { container, log };
+}
+
+/**
+ * Undoes one container: only what this migration changed. Nothing on the source changes before
+ * `record` captured the instance, so without that record there is nothing to restore there.
+ */
+export async function compensate(plan: Plan, container: string, log: StepLog): Promise<void> {
+  const recorded = log.values[`instance:${container}`];
+  const instance = recorded ? (JSON.parse(recorded) as { devices: DeviceMap; status: string }) : undefined;
+  const steps = compensationSteps(plan, container, instance?.devices ?? {}).filter(
+    (s) => (instance !== undefined || s.host === 'destination') && (!s.id.endsWith('/start-source') || instance?.status === 'Running'),
+  );
+  await runSteps(steps, { mode: 'live', hosts: hostTargets(plan), log, onFailure: 'fail' });
 }

@@ -1,15 +1,16 @@
 /**
- * Running runbook steps from a workflow: the activity proxies per option profile and the loop that
- * executes steps in order, keeping learned values and step states.
+ * Running runbook steps from a workflow: the activity proxies per option profile, the dispatch by
+ * step kind, and the loop that executes steps in order, keeping learned values and step states.
+ * A failed step either fails the run or waits for an operator's retry or skip, as the caller says.
  */
-import { proxyActivities } from '@temporalio/workflow';
+import { ApplicationFailure, condition, isCancellation, proxyActivities, sleep } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import type { HostTarget } from '../activities/executor';
-import type { StepOutcome, Mode } from '../activities/steps';
-import type { HostRole, Plan } from '../plan/schema';
+import type { Mode, StepInput, StepOutcome } from '../activities/steps';
 import { NON_RETRYABLE } from '../errors';
+import type { HostRole, Plan } from '../plan/schema';
 import type { Step, StepProfile } from '../runbook/model';
-import type { StepState } from './messages';
+import type { Decision, StepState } from './messages';
 
 const nonRetryableErrorTypes = [...NON_RETRYABLE];
 
@@ -27,21 +28,33 @@ const proxies: Record<StepProfile, Activities> = {
     cancellationType: 'WAIT_CANCELLATION_COMPLETED',
     retry: { initialInterval: '10s', backoffCoefficient: 2, maximumInterval: '5 minutes', maximumAttempts: 10, nonRetryableErrorTypes },
   }),
-  // Polls (an address after start): a fixed interval.
+  // Polls (an address after start, a service coming up): a fixed interval.
   poll: proxyActivities<Activities>({
     startToCloseTimeout: '1 minute',
     retry: { initialInterval: '3s', backoffCoefficient: 1, maximumAttempts: 40, nonRetryableErrorTypes },
   }),
 };
 
+/** A failure type the child raises so the parent knows which step to retry or skip. */
+export const STEP_FAILED = 'StepFailed';
+
+export interface SkippedStep {
+  id: string;
+  by: string;
+  reason: string;
+}
+
 export interface StepLog {
   states: Record<string, StepState>;
   values: Record<string, string>;
   outcomes: StepOutcome[];
+  /** Last failure message per step (trimmed), for status and audit. */
+  failures: Record<string, string>;
+  skipped: SkippedStep[];
 }
 
 export function newStepLog(values: Record<string, string> = {}): StepLog {
-  return { states: {}, values: { ...values }, outcomes: [] };
+  return { states: {}, values: { ...values }, outcomes: [], failures: {}, skipped: [] };
 }
 
 /** The plan's hosts as activity targets: addresses and key references, nothing secret. */
@@ -56,18 +69,131 @@ function pick(h: Plan['hosts']['source']): Omit<HostTarget, 'role'> {
   return { address: h.address, port: h.port, user: h.user, sshKey: h.sshKey, ...(h.knownHosts ? { knownHosts: h.knownHosts } : {}) };
 }
 
-/** Runs steps in order; a failure propagates after its state is recorded. */
-export async function runSteps(steps: Step[], mode: Mode, log: StepLog, hosts: Record<HostRole, HostTarget>): Promise<void> {
-  for (const step of steps) {
-    log.states[step.id] = 'running';
-    try {
-      const outcome = await proxies[step.profile].runStep({ step, values: log.values, mode, hosts });
-      log.states[step.id] = outcome.status;
-      if (outcome.captured) log.values[outcome.captured.key] = outcome.captured.value;
-      log.outcomes.push(outcome);
-    } catch (err) {
-      log.states[step.id] = 'failed';
-      throw err;
+export interface RunContext {
+  mode: Mode;
+  hosts: Record<HostRole, HostTarget>;
+  log: StepLog;
+  /** Steps an operator chose to skip before this run (a re-run child gets them from its parent). */
+  skip?: SkippedStep[];
+  /**
+   * Where failures go: `fail` throws a `StepFailed` failure naming the step; `wait` waits for
+   * `decide` to return an operator's retry or skip.
+   */
+  onFailure: 'fail' | 'wait';
+  decide?: (stepId: string) => Promise<Decision>;
+  /** Waits while the migration is paused. */
+  whilePaused?: () => Promise<void>;
+}
+
+/** Executes one step by kind. Dry runs record every step through `runStep`. */
+async function execute(step: Step, ctx: RunContext): Promise<StepOutcome> {
+  const input: StepInput = { step, values: ctx.log.values, mode: ctx.mode, hosts: ctx.hosts };
+  const act = proxies[step.profile];
+  if (ctx.mode === 'dry-run') return act.runStep(input);
+  switch (step.kind) {
+    case 'run':
+    case 'capture':
+      return act.runStep(input);
+    case 'probe':
+      return act.probe(input);
+    case 'caddy-rewrite':
+      return act.rewriteCaddy(input);
+    case 'vault-unseal':
+      return act.unsealVault(input);
+    case 'pin-host-key':
+      return act.pinSourceHostKey(input);
+    case 'zone-update':
+      return act.updateZone(input);
+    case 'wait-dns':
+    case 'wait-cert':
+      return pollUntilOk(step, input);
+    case 'wait-window': {
+      const started = new Date();
+      await sleep(String(step.params?.duration ?? '0s') as `${number}s`);
+      return { id: step.id, host: 'worker', status: 'done', command: '', startedAt: started.toISOString(), durationMs: Date.now() - started.getTime() };
     }
+    case 'gate':
+      throw ApplicationFailure.nonRetryable(`${step.id}: gates are the workflow's, not a step to execute`, 'BadPlan');
+  }
+}
+
+/** Durable poll: one check per interval until it passes or the plan's maximum wait is over. */
+async function pollUntilOk(step: Step, input: StepInput): Promise<StepOutcome> {
+  const interval = String(step.params?.pollInterval ?? '30s');
+  const maxWait = String(step.params?.maxWait ?? '7d');
+  const deadline = Date.now() + msOf(maxWait);
+  for (;;) {
+    const outcome = step.kind === 'wait-dns' ? await proxies.quick.checkDns(input) : await proxies.quick.checkCertificate(input);
+    if (outcome.ok) return outcome;
+    if (Date.now() >= deadline) throw ApplicationFailure.nonRetryable(`${step.id}: still not there after ${maxWait}: ${outcome.output ?? ''}`, 'WaitExpired');
+    await sleep(interval as `${number}s`);
+  }
+}
+
+/** `90s`, `15m`, `2h`, `3d`, `500ms` to milliseconds (the schema admits only these). */
+export function msOf(d: string): number {
+  const m = /^(\d+)(ms|s|m|h|d)$/.exec(d);
+  if (!m) throw ApplicationFailure.nonRetryable(`not a duration: ${d}`, 'BadPlan');
+  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[m[2] as 'ms' | 's' | 'm' | 'h' | 'd'];
+  return Number(m[1]) * unit;
+}
+
+function messageOf(err: unknown): string {
+  const e = err as { message?: string; cause?: { message?: string; cause?: { message?: string } } };
+  return (e.cause?.cause?.message ?? e.cause?.message ?? e.message ?? String(err)).slice(0, 1500);
+}
+
+/** Runs steps in order; see `RunContext.onFailure` for what a failure does. */
+export async function runSteps(steps: Step[], ctx: RunContext): Promise<void> {
+  const { log } = ctx;
+  for (const step of steps) {
+    const preSkipped = ctx.skip?.find((s) => s.id === step.id);
+    if (preSkipped) {
+      log.states[step.id] = 'skipped';
+      if (!log.skipped.some((s) => s.id === step.id)) log.skipped.push(preSkipped);
+      continue;
+    }
+    if (ctx.whilePaused) await ctx.whilePaused();
+    for (;;) {
+      log.states[step.id] = 'running';
+      try {
+        const outcome = await execute(step, ctx);
+        log.states[step.id] = outcome.status;
+        if (outcome.captured) log.values[outcome.captured.key] = outcome.captured.value;
+        log.outcomes.push(outcome);
+        delete log.failures[step.id];
+        break;
+      } catch (err) {
+        if (isCancellation(err)) {
+          log.states[step.id] = 'pending';
+          throw err;
+        }
+        log.states[step.id] = 'failed';
+        log.failures[step.id] = messageOf(err);
+        if (ctx.onFailure === 'fail' || !ctx.decide) {
+          throw ApplicationFailure.create({ type: STEP_FAILED, nonRetryable: true, message: `${step.id}: ${messageOf(err)}`, details: [{ stepId: step.id }], cause: err as Error });
+        }
+        const decision = await ctx.decide(step.id);
+        if (decision.action === 'skip') {
+          log.states[step.id] = 'skipped';
+          log.skipped.push({ id: step.id, by: decision.by, reason: decision.reason ?? '' });
+          break;
+        }
+      }
+    }
+  }
+}
+
+/** Waits for a condition with an operator-facing label; the label shows in `status`. */
+export async function waitFor(label: string, setWaiting: (w: string | undefined) => void, predicate: () => boolean, timeout?: string): Promise<boolean> {
+  setWaiting(label);
+  try {
+    if (timeout === undefined) {
+      await condition(predicate);
+      return true;
+    }
+    return await condition(predicate, timeout as `${number}s`);
+  } finally {
+    setWaiting(undefined);
   }
 }

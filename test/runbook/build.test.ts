@@ -54,7 +54,7 @@ describe('the runbook for pragmatismo', () => {
     expect(indexOf('stop/proxy/remove-devices')).toBeLessThan(indexOf('copy/proxy/copy'));
     expect(cmd('presync/proxy/rsync')).toContain('rsync -az --partial --delete --numeric-ids --info=progress2');
     expect(cmd('presync/proxy/rsync')).toContain('root@82.29.59.188:/opt/gbo/proxy/ /home/administrator/gbo/proxy/');
-    expect(cmd('data/system/push')).toContain('incus file push --recursive /opt/gbo/tenants/pragmatismo/system/. system/opt/gbo/');
+    expect(cmd('data/system/push')).toContain('tar -C /opt/gbo/tenants/pragmatismo/system -cf - . | incus exec system -- tar -C /opt/gbo -xf -');
     expect(cmd('data/system/chown')).toContain('chown -R gbuser:gbuser /opt/gbo 2>/dev/null || chown -R root:root /opt/gbo');
   });
 
@@ -98,7 +98,7 @@ describe('the runbook for pragmatismo', () => {
 
   it('produces only commands a shell parses, with every placeholder filled', () => {
     for (const s of [...steps, ...runbook.compensation]) {
-      if (s.host === 'worker' || s.kind === 'caddy-rewrite' || s.kind === 'zone-update' || s.kind === 'vault-unseal' || s.id.startsWith('undo/') && s.id.endsWith('restore-devices')) continue;
+      if (s.host === 'worker' || s.kind === 'caddy-rewrite' || s.kind === 'zone-update' || s.kind === 'pin-host-key' || (s.id.startsWith('undo/') && s.id.endsWith('restore-devices'))) continue;
       for (const [text, sudo] of [[s.command, s.sudo], [s.check, s.checkSudo]] as const) {
         if (!text) continue;
         const full = hostCommand(text, sample, sudo, true);

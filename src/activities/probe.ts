@@ -1,0 +1,46 @@
+/**
+ * Probes: does a service answer? From the destination host (a container's address on the bridge)
+ * or from the worker (the host's public address, through NAT). In the verify phase a probe reports
+ * red or green for the matrix; elsewhere (NAT must answer before proxy devices go) a silent service
+ * is a retryable failure.
+ */
+import { ApplicationFailure } from '@temporalio/activity';
+import { dnsQuery, tcpProbe } from '../probe/probes';
+import { commandOf, currentActivity, liveExecutor, outcomeOf, type ActivityDeps, type StepInput, type StepOutcome } from './common';
+
+async function probeOnce(deps: ActivityDeps, input: StepInput): Promise<{ ok: boolean; detail: string; command: string }> {
+  const { step, hosts } = input;
+  if (step.host === 'worker') {
+    const p = step.params ?? {};
+    const address = String(p.address);
+    const port = Number(p.port);
+    if (p.protocol === 'udp') {
+      const r = await dnsQuery(address, port, String(p.zone), 'SOA', 3000);
+      return { ok: r.ok && r.answers.length > 0, detail: r.error ?? `rcode ${r.rcode}, ${r.answers.length} answers`, command: step.command };
+    }
+    const r = await tcpProbe(address, port, 3000);
+    return { ok: r.ok, detail: r.error ?? `connected in ${r.ms} ms`, command: step.command };
+  }
+  const command = commandOf(input);
+  const r = await liveExecutor(deps).run(hosts[step.host], command);
+  return { ok: r.exitCode === 0, detail: r.exitCode === 0 ? 'answered' : `exit ${r.exitCode} ${r.stderr.trim().slice(0, 200)}`, command };
+}
+
+export function createProbeActivities(deps: ActivityDeps) {
+  return {
+    async probe(input: StepInput): Promise<StepOutcome> {
+      const outcome = outcomeOf(input.step);
+      const attempts = input.step.phase === 'verify' ? 3 : 1;
+      let last = await probeOnce(deps, input);
+      for (let i = 1; i < attempts && !last.ok; i++) {
+        currentActivity()?.heartbeat({ attempt: i });
+        await new Promise((r) => setTimeout(r, 1500));
+        last = await probeOnce(deps, input);
+      }
+      if (!last.ok && input.step.phase !== 'verify') {
+        throw ApplicationFailure.create({ type: 'ProbeFailed', message: `${input.step.id}: no answer: ${last.detail}` });
+      }
+      return outcome({ status: 'done', command: last.command, ok: last.ok, output: last.detail });
+    },
+  };
+}

@@ -1,0 +1,37 @@
+/**
+ * The reverse proxy's config: upstreams rewritten from the source containers' addresses to the
+ * destination's, in the worker, written next to the live config. Validation, the vhost count and
+ * the storage check are steps of their own; the live config is only replaced after them.
+ */
+import { ApplicationFailure } from '@temporalio/activity';
+import { FailureType } from '../errors';
+import { rewriteUpstreams } from '../proxy/caddy';
+import { commandFailed, commandOf, liveExecutor, outcomeOf, type ActivityDeps, type StepInput, type StepOutcome } from './common';
+
+export function createProxyActivities(deps: ActivityDeps) {
+  return {
+    async rewriteCaddy(input: StepInput): Promise<StepOutcome> {
+      const { step, hosts, values } = input;
+      const outcome = outcomeOf(step);
+      const live = liveExecutor(deps);
+      const target = hosts.destination;
+      const p = step.params ?? {};
+      const map: Record<string, string> = {};
+      for (const c of (p.containers as string[]) ?? []) {
+        const from = values[`oldip:${c}`];
+        const to = values[`ip:${c}`];
+        if (from && to && from !== to) map[from] = to;
+      }
+      const read = commandOf(input, String(p.read));
+      const current = await live.run(target, read);
+      if (current.exitCode !== 0) throw commandFailed(step, read, current);
+      const { text, replaced } = rewriteUpstreams(current.stdout, map);
+      if (text.trim() === '') throw ApplicationFailure.create({ type: FailureType.Refused, nonRetryable: true, message: `${step.id}: the current Caddy config is empty; refusing to write an empty config` });
+      const write = commandOf(input, String(p.write));
+      const written = await live.run(target, write, { stdin: text });
+      if (written.exitCode !== 0) throw commandFailed(step, write, written);
+      const summary = Object.entries(replaced).map(([ip, n]) => `${ip}→${map[ip]} ×${n}`).join(', ') || 'no old address found (already rewritten)';
+      return outcome({ status: 'done', command: `${read} | rewrite | ${write}`, exitCode: 0, output: summary });
+    },
+  };
+}
