@@ -500,7 +500,8 @@ function network(ctx: Ctx): Step[] {
         id: `network/tenant/dnat-${f.protocol}-${f.port}`,
         title: `DNAT ${f.protocol}/${f.port} → ${f.container}${f.service ? ` (${f.service})` : ''}`,
         kind: 'run',
-        command: sh('iptables', '-t', 'nat', '-A', ...rule),
+        // A rule for this port to another address (a container copied again) is replaced, not shadowed.
+        command: `${dropDnat(plan.destination.publicAddress, f.protocol, f.port)}; ${sh('iptables', '-t', 'nat', '-A', ...rule)}`,
         check: sh('iptables', '-t', 'nat', '-C', ...rule),
       }),
     );
@@ -550,6 +551,40 @@ function network(ctx: Ctx): Step[] {
     );
   }
   return steps;
+}
+
+/** Deletes every PREROUTING DNAT rule for traffic to `address` on `protocol`/`port`, whatever its target. */
+function dropDnat(address: string, protocol: string, port: number): string {
+  const match = `-A PREROUTING -d ${address}/32 -p ${protocol} -m ${protocol} --dport ${port} -j DNAT `;
+  return `iptables -t nat -S PREROUTING | grep -F -- ${q(match)} | sed 's/^-A /-D /' | while read -r r; do iptables -t nat $r || exit 1; done`;
+}
+
+/**
+ * What a cancel before cutover undoes on the destination host: this plan's DNAT rules, saved
+ * again. The MASQUERADE rule and ip_forward stay: other tenants' containers may rely on them.
+ */
+export function networkCompensationSteps(plan: Plan): Step[] {
+  const ctx = context(plan);
+  return [
+    ...plan.portForwards.map((f) =>
+      step(ctx, {
+        id: `undo/tenant/dnat-${f.protocol}-${f.port}`,
+        phase: 'network',
+        title: `Remove the DNAT rule for ${f.protocol}/${f.port}`,
+        host: 'destination',
+        kind: 'run',
+        command: dropDnat(plan.destination.publicAddress, f.protocol, f.port),
+      }),
+    ),
+    step(ctx, {
+      id: 'undo/tenant/persist',
+      phase: 'network',
+      title: `Save the rules again in ${plan.destination.iptablesRulesFile}`,
+      host: 'destination',
+      kind: 'run',
+      command: `if [ -f ${q(plan.destination.iptablesRulesFile)} ]; then iptables-save > ${q(plan.destination.iptablesRulesFile)}; fi`,
+    }),
+  ];
 }
 
 /** The guide's iptables-restore unit. */
@@ -940,5 +975,5 @@ export function buildRunbook(plan: Plan): Runbook {
     cleanup: cleanup(ctx),
   };
   const phases: Phase[] = PHASES.map((p) => ({ id: p.id, title: p.title, steps: byPhase[p.id] }));
-  return { tenant: plan.tenant, phases, compensation: ordered.flatMap((c) => compensationSteps(plan, c.name)) };
+  return { tenant: plan.tenant, phases, compensation: [...networkCompensationSteps(plan), ...ordered.flatMap((c) => compensationSteps(plan, c.name))] };
 }

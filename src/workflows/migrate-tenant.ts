@@ -16,7 +16,7 @@ import {
 } from '@temporalio/workflow';
 import type { Mode, StepOutcome } from '../activities/steps';
 import type { Plan } from '../plan/schema';
-import { buildRunbook } from '../runbook/build';
+import { buildRunbook, networkCompensationSteps } from '../runbook/build';
 import { allSteps, phaseSteps, type GateName, type PhaseId, type Step } from '../runbook/model';
 import {
   approveUpdate,
@@ -252,7 +252,7 @@ export async function migrateTenant(input: MigrateTenantInput): Promise<Migratio
   } catch (err) {
     if (isCancellation(err) && mode === 'live') {
       enter('compensating');
-      await CancellationScope.nonCancellable(() => compensateAll(plan, log));
+      await CancellationScope.nonCancellable(() => compensateAll(plan, log, Object.keys(log.states).some((id) => id.startsWith('network/'))));
       enter('compensated');
     }
     throw err;
@@ -281,8 +281,9 @@ export async function migrateTenant(input: MigrateTenantInput): Promise<Migratio
   };
 }
 
-/** Containers whose child finished are undone here; a cancelled child undid its own. */
-async function compensateAll(plan: Plan, log: ReturnType<typeof newStepLog>): Promise<void> {
+/** In reverse: NAT rules if the network phase began, then the containers whose child finished (a cancelled child undid its own). */
+async function compensateAll(plan: Plan, log: ReturnType<typeof newStepLog>, networkTouched: boolean): Promise<void> {
+  if (networkTouched) await runSteps(networkCompensationSteps(plan), { mode: 'live', hosts: hostTargets(plan), log, onFailure: 'fail' });
   const finished = plan.containers.filter((c) => log.values[`ip:${c.name}`] !== undefined).reverse();
   for (const c of finished) await compensate(plan, c.name, log);
 }

@@ -148,7 +148,8 @@ suite('migrating the lab tenant', () => {
     expect(atGate.matrix.filter((m) => !m.ok)).toEqual([]);
     expect(atGate.downtimeOver).toBe(true);
     expect(atGate.downtimeMs).toBeGreaterThan(0);
-    await expect(handle.executeUpdate(approveUpdate, { args: [{ gate: 'cutover', by: '', reason: 'x' }] })).rejects.toThrow(/by: who approves is required/);
+    const refusal = await handle.executeUpdate(approveUpdate, { args: [{ gate: 'cutover', by: '', reason: 'x' }] }).catch((e: Error) => e);
+    expect((refusal as Error).cause?.message).toMatch(/by: who approves is required/);
 
     // Every file on the destination containers matches the source's checksum manifest.
     const manifest = readFileSync(`${ROOT}/src/manifest.sha256`, 'utf8').split('\n').filter(Boolean);
