@@ -83,10 +83,16 @@ export function parseCapture(kind: CaptureKind, stdout: string): string {
       if (!/^files=\d+ sha256=[0-9a-f]{64}$/.test(d)) throw new Error(`expected "files=<n> sha256=<hex>", got ${JSON.stringify(d.slice(0, 120))}`);
       return d;
     }
-    case 'cert':
-      return stdout.trim() + '\n';
-    case 'pubkey':
-      return stdout.trim().split(/\s+/).slice(0, 2).join(' ');
+    case 'cert': {
+      const pem = stdout.trim();
+      if (!/^-----BEGIN CERTIFICATE-----\n[A-Za-z0-9+/=\n]+-----END CERTIFICATE-----$/.test(pem)) throw new Error('expected one PEM certificate');
+      return pem + '\n';
+    }
+    case 'pubkey': {
+      const key = stdout.trim().split(/\s+/).slice(0, 2).join(' ');
+      if (!/^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)) [A-Za-z0-9+/=]+$/.test(key)) throw new Error('expected an OpenSSH public key');
+      return key;
+    }
     case 'vhost-count':
       return String(countVhostsAdapted(stdout));
   }

@@ -25,6 +25,9 @@ export const LISTING_SCRIPT =
   'cd "$1" || exit 1; shift; n=0; for d in "$@"; do [ -e "$d" ] && find "$d" -type f; done | LC_ALL=C sort | ' +
   '{ while IFS= read -r f; do n=$((n+1)); printf "%s %s %s\\n" "$(sha256sum < "$f" | cut -d" " -f1)" "$(stat -c %Y "$f")" "$f"; done; echo "end $n"; }';
 
+/** Prints every path (files and folders) under the given folders of a root. */
+export const PATHS_SCRIPT = 'cd "$1" || exit 1; shift; for d in "$@"; do [ -e "$d" ] && find "$d"; done';
+
 /** Reads LISTING_SCRIPT's lines inside a container and checks each file there; busybox-compatible. */
 export const CONTAINER_CHECK_SCRIPT =
   'cd "$1" || exit 1; ok=0; changed=0; bad=0; want=; while read -r sum mt f; do ' +
@@ -414,7 +417,10 @@ function data(ctx: Ctx, c: ContainerPlan): Step[] {
   // own services changed since the push (newer mtime: tar keeps the source's) are counted, not failed.
   const containerMatches =
     `${sh('sh', '-c', LISTING_SCRIPT, 'listing', ctx.finalOf(c), ...c.dataDirs)} | ` + ctx.inside(c.name, 'sh', '-c', CONTAINER_CHECK_SCRIPT, 'check', inContainer);
-  const ownerCheck = `owner=$(id -u ${q(c.owner)} >/dev/null 2>&1 && echo ${q(c.owner)} || echo ${q(c.ownerFallback)}); test -z "$(find ${q(inContainer)} ! -user "$owner" | head -n 1)"`;
+  // Only what was pushed: files the container's services created since belong to whoever made them.
+  const ownerCheck =
+    `${sh('sh', '-c', PATHS_SCRIPT, 'paths', ctx.finalOf(c), ...c.dataDirs)} | ` +
+    ctx.inside(c.name, 'sh', '-c', `cd ${q(inContainer)} && owner=$(id -u ${q(c.owner)} >/dev/null 2>&1 && echo ${q(c.owner)} || echo ${q(c.ownerFallback)}); ` + 'while IFS= read -r f; do [ ! -e "$f" ] || [ "$(stat -c %U "$f")" = "$owner" ] || exit 1; done');
   return [
     s({ id: `data/${c.name}/final-sync`, title: `Final delta pull of ${c.name}'s data (source stopped)`, kind: 'run', command: rsyncPull(ctx, c), check: dataMoved(ctx, c), profile: 'transfer' }),
     s({
@@ -460,7 +466,7 @@ function data(ctx: Ctx, c: ContainerPlan): Step[] {
         '-c',
         `chown -R ${c.owner}:${c.owner} ${inContainer} 2>/dev/null || chown -R ${c.ownerFallback}:${c.ownerFallback} ${inContainer}`,
       ),
-      check: ctx.inside(c.name, 'sh', '-c', ownerCheck),
+      check: ownerCheck,
       profile: 'transfer',
     }),
     s({

@@ -2,7 +2,7 @@
  * Operator messages, defined once and imported by the workflow and the client alike.
  * Updates answer (and validate), the query reports progress, signals fire and forget.
  */
-import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
+import { defineQuery, defineUpdate } from '@temporalio/workflow';
 import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
 import type { GateName, PhaseId } from '../runbook/model';
 
@@ -70,5 +70,6 @@ export const approveUpdate = defineUpdate<Approval, [{ gate: GateName; by: strin
 export const retryStepUpdate = defineUpdate<string, [{ stepId: string; by: string }]>('retryStep');
 /** Go on without a failed step; the reason is required and recorded. */
 export const skipStepUpdate = defineUpdate<string, [{ stepId: string; by: string; reason: string }]>('skipStep');
-export const pauseSignal = defineSignal<[{ by: string; reason?: string }]>('pause');
-export const resumeSignal = defineSignal<[{ by: string }]>('resume');
+/** Hold the migration before its next step (running steps finish). */
+export const pauseUpdate = defineUpdate<string, [{ by: string; reason: string }]>('pause');
+export const resumeUpdate = defineUpdate<string, [{ by: string }]>('resume');

@@ -21,8 +21,8 @@ import { allSteps, phaseSteps, type GateName, type PhaseId, type Step } from '..
 import {
   approveUpdate,
   PHASE_ATTR,
-  pauseSignal,
-  resumeSignal,
+  pauseUpdate,
+  resumeUpdate,
   retryStepUpdate,
   skipStepUpdate,
   statusQuery,
@@ -156,8 +156,34 @@ export async function migrateTenant(input: MigrateTenantInput): Promise<Migratio
       },
     },
   );
-  setHandler(pauseSignal, () => void (paused = true));
-  setHandler(resumeSignal, () => void (paused = false));
+  setHandler(
+    pauseUpdate,
+    ({ by, reason }) => {
+      paused = true;
+      log.pauses.push({ by, reason, at: new Date().toISOString() });
+      return `paused by ${by}`;
+    },
+    {
+      validator: ({ by, reason }) => {
+        if (paused) throw new Error('the migration is already paused');
+        if (!by?.trim()) throw new Error('by: who pauses is required');
+        if (!reason?.trim()) throw new Error('reason: a reason is required');
+      },
+    },
+  );
+  setHandler(
+    resumeUpdate,
+    ({ by }) => {
+      paused = false;
+      return `resumed by ${by}`;
+    },
+    {
+      validator: ({ by }) => {
+        if (!paused) throw new Error('the migration is not paused');
+        if (!by?.trim()) throw new Error('by: who resumes is required');
+      },
+    },
+  );
 
   const whilePaused = async () => {
     if (paused) await waitFor('resume (paused by an operator)', setWaiting, () => !paused);

@@ -51,10 +51,11 @@ export interface StepLog {
   /** Last failure message per step (trimmed), for status and audit. */
   failures: Record<string, string>;
   skipped: SkippedStep[];
+  pauses: { by: string; reason: string; at: string }[];
 }
 
 export function newStepLog(values: Record<string, string> = {}): StepLog {
-  return { states: {}, values: { ...values }, outcomes: [], failures: {}, skipped: [] };
+  return { states: {}, values: { ...values }, outcomes: [], failures: {}, skipped: [], pauses: [] };
 }
 
 /** The plan's hosts as activity targets: addresses and key references, nothing secret. */
