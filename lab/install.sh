@@ -2,12 +2,13 @@
 # Idempotent installation of the lab's real parts, from Debian's mirror only.
 # Everything is installed through a private apt source list (bookworm + bookworm-backports) with
 # its own lists directory under $GBO_LAB_CACHE, so /etc/apt is never touched.
+#   lab/install.sh [EXTRA_PACKAGE...]   (scripts/test.sh adds chromium for the Web UI test)
 set -euo pipefail
 LAB_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 . "$LAB_DIR/lib.sh"
 
 PKGS=(lxd nftables iptables openssh-server openssh-client rsync caddy nsd busybox-static
-      dnsmasq-base bind9-dnsutils curl ca-certificates)
+      dnsmasq-base bind9-dnsutils curl ca-certificates "$@")
 BPO_PKGS=(incus-base incus-client)
 
 missing=()

@@ -12,7 +12,8 @@ import { loadPlan, PlanError } from './plan/load';
 import { buildRunbook } from './runbook/build';
 import { renderRunbook } from './runbook/print';
 import { runWorker } from './worker';
-import { approveUpdate, statusQuery, workflowIdOf } from './workflows/messages';
+import type { UpdateDefinition } from '@temporalio/common';
+import { approveUpdate, pauseUpdate, resumeUpdate, retryStepUpdate, skipStepUpdate, statusQuery, workflowIdOf } from './workflows/messages';
 
 const program = new Command();
 program.name('gbo-migrate').description('Migrate a General Bots tenant from an LXD host to an Incus host, durably, on Temporal.').exitOverride();
@@ -86,12 +87,75 @@ program
   .requiredOption('--gate <gate>', 'cutover or cleanup')
   .requiredOption('--by <name>', 'who approves')
   .requiredOption('--reason <text>', 'why')
+  .option('--override', 'cut over although the verification matrix is red (recorded)')
   .description('approve a gate of a running migration')
-  .action(async (tenant: string, opts: { gate: 'cutover' | 'cleanup'; by: string; reason: string }) => {
+  .action(async (tenant: string, opts: { gate: 'cutover' | 'cleanup'; by: string; reason: string; override?: boolean }) => {
     const cfg = temporalConfig();
     const client = await connectClient(cfg.address, cfg.namespace);
-    const approval = await client.workflow.getHandle(workflowIdOf(tenant)).executeUpdate(approveUpdate, { args: [opts] });
-    console.log(`approved ${approval.gate} by ${approval.by} at ${approval.at}`);
+    try {
+      const approval = await client.workflow.getHandle(workflowIdOf(tenant)).executeUpdate(approveUpdate, { args: [opts] });
+      console.log(`approved ${approval.gate} by ${approval.by} at ${approval.at}${approval.override ? ' (override of a red matrix)' : ''}`);
+    } catch (err) {
+      throw new Error(((err as Error).cause as Error | undefined)?.message ?? (err as Error).message);
+    } finally {
+      await client.connection.close();
+    }
+  });
+
+/** Runs one operator update against `migrate-<tenant>` and prints its answer; a refusal says why. */
+async function operate<A extends object>(tenant: string, def: UpdateDefinition<string, [A]>, args: A): Promise<void> {
+  const cfg = temporalConfig();
+  const client = await connectClient(cfg.address, cfg.namespace);
+  try {
+    console.log(await client.workflow.getHandle(workflowIdOf(tenant)).executeUpdate(def, { args: [args] }));
+  } catch (err) {
+    throw new Error(((err as Error).cause as Error | undefined)?.message ?? (err as Error).message);
+  } finally {
+    await client.connection.close();
+  }
+}
+
+program
+  .command('retry')
+  .argument('<tenant>')
+  .argument('<step>', 'id of the failed step, as status shows it')
+  .requiredOption('--by <name>', 'who decides')
+  .description('re-run a failed step (after fixing what made it fail)')
+  .action((tenant: string, stepId: string, opts: { by: string }) => operate(tenant, retryStepUpdate, { stepId, by: opts.by }));
+
+program
+  .command('skip')
+  .argument('<tenant>')
+  .argument('<step>', 'id of the failed step, as status shows it')
+  .requiredOption('--by <name>', 'who decides')
+  .requiredOption('--reason <text>', 'why going on without it is safe (recorded)')
+  .description('go on without a failed step')
+  .action((tenant: string, stepId: string, opts: { by: string; reason: string }) => operate(tenant, skipStepUpdate, { stepId, by: opts.by, reason: opts.reason }));
+
+program
+  .command('pause')
+  .argument('<tenant>')
+  .requiredOption('--by <name>', 'who pauses')
+  .requiredOption('--reason <text>', 'why')
+  .description('hold the migration before its next step')
+  .action((tenant: string, opts: { by: string; reason: string }) => operate(tenant, pauseUpdate, opts));
+
+program
+  .command('resume')
+  .argument('<tenant>')
+  .requiredOption('--by <name>', 'who resumes')
+  .description('resume a paused migration')
+  .action((tenant: string, opts: { by: string }) => operate(tenant, resumeUpdate, opts));
+
+program
+  .command('cancel')
+  .argument('<tenant>')
+  .description('cancel; before cutover the source is put back as it was and started again')
+  .action(async (tenant: string) => {
+    const cfg = temporalConfig();
+    const client = await connectClient(cfg.address, cfg.namespace);
+    await client.workflow.getHandle(workflowIdOf(tenant)).cancel();
+    console.log(`cancel requested for ${workflowIdOf(tenant)}; \`status ${tenant}\` shows the compensation`);
     await client.connection.close();
   });
 

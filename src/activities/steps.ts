@@ -66,25 +66,34 @@ export function createStepActivities(deps: ActivityDeps) {
         if (checked.exitCode === 0) return outcome({ status: 'already-done', command, exitCode: 0 });
       }
       const activity = currentActivity();
-      const r = await live.run(target, command, {
-        onOutput: () => activity?.heartbeat({ step: step.id }),
-        signal: activity?.cancellationSignal,
-      });
-      if (r.exitCode !== 0) {
-        const failure = commandFailed(step, command, r);
-        throw step.refuses ? refused(FailureType.Refused, `${step.title}: refused.\n${failure.message}`) : failure;
+      // Poll steps (an address that DHCP has yet to hand out) try again here, once a second, before
+      // the activity fails and its retry policy takes over.
+      const pollUntil = Date.now() + (step.profile === 'poll' ? 45_000 : 0);
+      for (;;) {
+        const r = await live.run(target, command, {
+          onOutput: () => activity?.heartbeat({ step: step.id }),
+          signal: activity?.cancellationSignal,
+        });
+        if (r.exitCode !== 0) {
+          const failure = commandFailed(step, command, r);
+          throw step.refuses ? refused(FailureType.Refused, `${step.title}: refused.\n${failure.message}`) : failure;
+        }
+        if (!step.captureAs) return outcome({ status: 'done', command, exitCode: 0, output: trimOutput(r.stdout + r.stderr, 600) });
+        let value: string;
+        try {
+          value = parseCapture(step.captureAs.kind, r.stdout);
+        } catch (err) {
+          if (Date.now() < pollUntil && !activity?.cancellationSignal.aborted) {
+            activity?.heartbeat({ step: step.id, waiting: (err as Error).message });
+            await new Promise((res) => setTimeout(res, 1000));
+            continue;
+          }
+          throw commandFailed(step, command, { ...r, stderr: `unexpected output: ${(err as Error).message}\n${r.stderr}` });
+        }
+        await checkCapture(step, value, input, live, target);
+        // Only the parsed value enters history: raw output (an instance's whole config) may hold secrets.
+        return outcome({ status: 'done', command, exitCode: 0, captured: { key: step.captureAs.key, value: step.captureAs.kind === 'text' ? trimOutput(value, 600) : value } });
       }
-      if (!step.captureAs) return outcome({ status: 'done', command, exitCode: 0, output: trimOutput(r.stdout + r.stderr, 600) });
-
-      let value: string;
-      try {
-        value = parseCapture(step.captureAs.kind, r.stdout);
-      } catch (err) {
-        throw commandFailed(step, command, { ...r, stderr: `unexpected output: ${(err as Error).message}\n${r.stderr}` });
-      }
-      await checkCapture(step, value, input, live, target);
-      // Only the parsed value enters history: raw output (an instance's whole config) may hold secrets.
-      return outcome({ status: 'done', command, exitCode: 0, captured: { key: step.captureAs.key, value: step.captureAs.kind === 'text' ? trimOutput(value, 600) : value } });
     },
   };
 }

@@ -627,7 +627,8 @@ function proxy(ctx: Ctx): Step[] {
     }),
     (() => {
       const read = ctx.inside(container, 'cat', configPath);
-      const write = ctx.inside(container, 'sh', '-c', 'cat > "$1"', 'write', next);
+      // Written over a copy of the live file, so owner and mode stay as they were (`cat >` keeps them).
+      const write = ctx.inside(container, 'sh', '-c', 'cp -p "$2" "$1" && cat > "$1"', 'write', next, configPath);
       return s({
         id: 'proxy/tenant/rewrite',
         title: `Rewrite upstreams old → new addresses into ${next}`,
@@ -691,9 +692,10 @@ function fixes(ctx: Ctx): Step[] {
               f.container,
               'sh',
               '-c',
-              // Keeps an `Environment=` prefix (systemd units) and replaces the whole value.
-              'f="$1"; k="$2"; v="$3"; if grep -qE "^(Environment=\\"?)?$k=" "$f"; then ' +
-                'sed -i -E "s#^(Environment=\\"?)?$k=[^\\"]*#\\1$k=$v#" "$f"; else echo "$k=$v" >> "$f"; fi',
+              // Keeps an `Environment=` prefix (systemd units) and replaces the whole value; the new
+              // text goes over a copy of the file (`cp -p`), so its owner and mode stay.
+              'f="$1"; k="$2"; v="$3"; t="$f.gbo-new"; cp -p "$f" "$t" || exit 1; if grep -qE "^(Environment=\\"?)?$k=" "$f"; then ' +
+                'sed -E "s#^(Environment=\\"?)?$k=[^\\"]*#\\1$k=$v#" "$f" > "$t"; else { cat "$f"; echo "$k=$v"; } > "$t"; fi && mv "$t" "$f"',
               'env-fix',
               f.file,
               f.key,
@@ -780,7 +782,7 @@ function cutover(ctx: Ctx): Step[] {
     }),
     (() => {
       const read = ctx.inside(dns.container, 'cat', dns.zoneFile);
-      const write = ctx.inside(dns.container, 'sh', '-c', 'cat > "$1.new" && mv "$1.new" "$1"', 'write', dns.zoneFile);
+      const write = ctx.inside(dns.container, 'sh', '-c', 'cp -p "$1" "$1.new" && cat > "$1.new" && mv "$1.new" "$1"', 'write', dns.zoneFile);
       return step(ctx, {
         id: 'cutover/tenant/zone-update',
         phase: 'cutover',

@@ -29,13 +29,14 @@ export interface TestServer {
   process: ChildProcess;
 }
 
-export async function startTestServer(): Promise<TestServer> {
+/** `ui`: serve the Web UI too (the browser test); the other tests run headless. */
+export async function startTestServer(options: { ui?: boolean } = {}): Promise<TestServer> {
   const cli = temporalCli();
   const port = await freePort();
   const uiPort = await freePort();
   const child = spawn(
     cli,
-    ['server', 'start-dev', '--headless', '--ip', '127.0.0.1', '--port', String(port), '--ui-port', String(uiPort), '--log-level', 'error',
+    ['server', 'start-dev', ...(options.ui ? [] : ['--headless']), '--ip', '127.0.0.1', '--port', String(port), '--ui-port', String(uiPort), '--log-level', 'error',
       '--search-attribute', 'GboTenant=Keyword', '--search-attribute', 'GboPhase=Keyword'],
     { stdio: ['ignore', 'ignore', 'pipe'], detached: false },
   );
