@@ -26,6 +26,8 @@ export function createProxyActivities(deps: ActivityDeps) {
       const current = await live.run(target, read);
       if (current.exitCode !== 0) throw commandFailed(step, read, current);
       const { text, replaced } = rewriteUpstreams(current.stdout, map);
+      // Nothing left to rewrite (a re-run after install): write nothing, so nothing is pending.
+      if (text === current.stdout) return outcome({ status: 'already-done', command: read, exitCode: 0, output: 'no old container address in the config' });
       if (text.trim() === '') throw ApplicationFailure.create({ type: FailureType.Refused, nonRetryable: true, message: `${step.id}: the current Caddy config is empty; refusing to write an empty config` });
       const write = commandOf(input, String(p.write));
       const written = await live.run(target, write, { stdin: text });

@@ -616,6 +616,8 @@ function proxy(ctx: Ctx): Step[] {
   const next = `${configPath}.new`;
   const s = (init: Omit<StepInit, 'phase' | 'host' | 'container'>) => step(ctx, { phase: 'proxy', host: 'destination', container, ...init });
   const adapt = (file: string) => ctx.inside(container, binary, 'adapt', '--config', file, '--adapter', 'caddyfile');
+  // The checks below pass once no rewritten config waits to be validated and installed.
+  const nothingPending = ctx.inside(container, 'test', '!', '-e', next);
   return [
     s({ id: 'proxy/tenant/vhosts-before', title: 'Count the vhosts of the current config', kind: 'capture', command: adapt(configPath), captureAs: { kind: 'vhost-count', key: 'vhosts:before' } }),
     s({
@@ -637,7 +639,7 @@ function proxy(ctx: Ctx): Step[] {
         params: { read, write, containers: plan.containers.map((c) => c.name) },
       });
     })(),
-    s({ id: 'proxy/tenant/validate', title: 'caddy validate the new config', kind: 'run', command: ctx.inside(container, binary, 'validate', '--config', next, '--adapter', 'caddyfile') }),
+    s({ id: 'proxy/tenant/validate', title: 'caddy validate the new config', kind: 'run', command: ctx.inside(container, binary, 'validate', '--config', next, '--adapter', 'caddyfile'), check: nothingPending }),
     s({
       id: 'proxy/tenant/vhosts-after',
       title: `Refuse a config with fewer vhosts than before or than ${minVhosts}`,
@@ -645,6 +647,7 @@ function proxy(ctx: Ctx): Step[] {
       command: adapt(next),
       captureAs: { kind: 'vhost-count', key: 'vhosts:after' },
       params: { atLeast: minVhosts, atLeastCapture: 'vhosts:before' },
+      check: nothingPending,
     }),
     s({
       id: 'proxy/tenant/storage-block',
@@ -652,8 +655,9 @@ function proxy(ctx: Ctx): Step[] {
       kind: 'run',
       refuses: true,
       command: `${adapt(next)} | grep -q ${q(`"storage":{"module":"file_system","root":"${storageRoot}"}`)}`,
+      check: nothingPending,
     }),
-    s({ id: 'proxy/tenant/install', title: 'Install the new config', kind: 'run', command: ctx.inside(container, 'mv', next, configPath), check: ctx.inside(container, 'test', '!', '-e', next) }),
+    s({ id: 'proxy/tenant/install', title: 'Install the new config', kind: 'run', command: ctx.inside(container, 'mv', next, configPath), check: nothingPending }),
     s({ id: 'proxy/tenant/reload', title: 'caddy reload (not restart)', kind: 'run', command: ctx.inside(container, binary, 'reload', '--config', configPath, '--adapter', 'caddyfile') }),
   ];
 }

@@ -189,14 +189,17 @@ suite('migrating the lab tenant', () => {
     const runbook = buildRunbook(plan);
     const hosts = hostTargets(plan);
     const rerun: Record<string, string> = {};
+    const changedAgain: string[] = [];
     for (const phase of ['preflight', 'presync', 'record', 'stop', 'copy', 'data', 'network', 'proxy', 'fixes', 'verify'] as PhaseId[]) {
       for (const step of phaseSteps(runbook, phase)) {
         const input = { step, values, hosts, mode: 'live' as const };
         const out = step.kind === 'probe' ? await acts.probe(input) : step.kind === 'caddy-rewrite' ? await acts.rewriteCaddy(input) : await acts.runStep(input);
         rerun[step.id] = out.status;
-        if (step.check !== undefined) expect({ id: step.id, status: out.status }).toEqual({ id: step.id, status: 'already-done' });
+        if (step.check !== undefined && out.status !== 'already-done') changedAgain.push(`${step.id}: ${out.status}`);
       }
     }
+    // Every step with a check finds its effect in place; the others (probes, captures, syncs) ran without effect.
+    expect(changedAgain).toEqual([]);
     expect(Object.keys(rerun).length).toBeGreaterThan(100);
     expect(snapshot()).toEqual(before);
 
