@@ -10,8 +10,6 @@ import { Client, Connection, WorkflowFailedError, type WorkflowHandle } from '@t
 import { NativeConnection, type Worker } from '@temporalio/worker';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import * as http from 'node:http';
-import * as net from 'node:net';
 import { join } from 'node:path';
 import { createActivities } from '../../src/activities';
 import { DryRunExecutor } from '../../src/activities/executor';
@@ -26,6 +24,7 @@ import { createWorker, resolveSecretValue } from '../../src/worker';
 import { approveUpdate, statusQuery, valuesQuery, type MigrationStatus } from '../../src/workflows/messages';
 import { hostTargets } from '../../src/workflows/run-steps';
 import { quietRuntime } from '../harness/quiet-runtime';
+import { httpGet, tcpConnect } from '../harness/net';
 
 const REPO = join(__dirname, '..', '..');
 const ROOT = process.env.GBO_LAB_ROOT ?? '/var/lib/gbo-lab';
@@ -181,7 +180,8 @@ suite('migrating the lab tenant', () => {
       instances: dst('incus list --format csv -c n4s'),
       nat: dst('iptables-save -t nat | grep -v "^#"'),
       caddy: dst(`incus exec ${plan.caddy.container} -- cat ${plan.caddy.configPath}`),
-      data: plan.containers.map((c) => dst(`incus exec ${c.name} -- sh -c ${q(MANIFEST_SCRIPT)} manifest /opt/gbo ${c.dataDirs.join(' ')}`)),
+      // The data the steps act on (the final copies); inside the containers, services write as they run.
+      data: plan.containers.map((c) => dst(`sh -c ${q(MANIFEST_SCRIPT)} manifest ${plan.data.tenantsRoot}/${plan.tenant}/${c.name} ${c.dataDirs.join(' ')}`)),
       source: sourceState(),
     });
     const before = snapshot();
@@ -223,24 +223,3 @@ suite('migrating the lab tenant', () => {
   }, 20 * 60_000);
 });
 
-function tcpConnect(host: string, port: number): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const s = net.connect({ host, port });
-    const t = setTimeout(() => (s.destroy(), reject(new Error(`${host}:${port} timed out`))), 5000);
-    s.once('connect', () => (clearTimeout(t), s.end(), resolve()));
-    s.once('error', (e) => (clearTimeout(t), reject(new Error(`${host}:${port}: ${e.message}`))));
-  });
-}
-
-function httpGet(host: string, port: number, hostHeader: string): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = http.get({ host, port, path: '/', headers: { Host: hostHeader }, timeout: 5000 }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (c: string) => (body += c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-    });
-    req.on('timeout', () => req.destroy(new Error(`GET http://${host}:${port} (Host ${hostHeader}) timed out`)));
-    req.on('error', reject);
-  });
-}

@@ -7,13 +7,12 @@
 import { execFileSync, spawnSync, type SpawnSyncReturns } from 'node:child_process';
 import * as dgram from 'node:dgram';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import * as http from 'node:http';
-import * as net from 'node:net';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import * as tls from 'node:tls';
 import { parse as parseYaml } from 'yaml';
 import { planSchema, type Plan } from '../../src/plan/schema';
+import { httpGet, tcpConnect } from '../harness/net';
 
 const REPO = path.resolve(__dirname, '../..');
 const ROOT = process.env.GBO_LAB_ROOT ?? '/var/lib/gbo-lab';
@@ -47,28 +46,6 @@ function sshOk(host: string, command: string): string {
   const r = ssh(host, command);
   if (r.status !== 0) throw new Error(`ssh ${host} ${command}: exit ${r.status}\n${r.stderr}`);
   return r.stdout;
-}
-
-function tcpConnect(host: string, port: number, timeoutMs = 3000): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const s = net.connect({ host, port });
-    const t = setTimeout(() => { s.destroy(); reject(new Error(`${host}:${port} timed out`)); }, timeoutMs);
-    s.once('connect', () => { clearTimeout(t); s.end(); resolve(); });
-    s.once('error', (e) => { clearTimeout(t); reject(new Error(`${host}:${port}: ${e.message}`)); });
-  });
-}
-
-function httpGet(host: string, port: number, hostHeader: string): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = http.get({ host, port, path: '/', headers: { Host: hostHeader }, timeout: 5000 }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (c: string) => (body += c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-    });
-    req.on('timeout', () => req.destroy(new Error(`GET http://${host}:${port} (Host ${hostHeader}) timed out`)));
-    req.on('error', reject);
-  });
 }
 
 /** A minimal DNS query over UDP; returns rcode, the AA flag and the answers' raw RDATA. */
