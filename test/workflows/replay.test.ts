@@ -1,0 +1,49 @@
+/**
+ * Determinism: recorded histories of migrateTenant and migrateContainer must replay on the current
+ * workflow code. A change that would break migrations already running (they replay on every
+ * worker restart) fails here; such a change needs `patched()`. `UPDATE_HISTORIES=1` records new
+ * fixtures from a dry run on the test server (only when a change is meant to be incompatible).
+ */
+import { Client, Connection } from '@temporalio/client';
+import { historyFromJSON, historyToJSON } from '@temporalio/common/lib/proto-utils';
+import { NativeConnection, Worker } from '@temporalio/worker';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { startMigration } from '../../src/client';
+import { loadPlan } from '../../src/plan/load';
+import { createWorker } from '../../src/worker';
+import { quietRuntime } from '../harness/quiet-runtime';
+
+const FIXTURES = join(__dirname, '..', 'fixtures');
+const fixture = (name: string) => join(FIXTURES, `${name}.history.json`);
+const workflowsPath = require.resolve('../../src/workflows');
+
+async function record(): Promise<void> {
+  const address = process.env.TEMPORAL_TEST_ADDRESS!;
+  const native = await NativeConnection.connect({ address });
+  const connection = await Connection.connect({ address });
+  const client = new Client({ connection });
+  const taskQueue = `replay-${Date.now()}`;
+  const plan = loadPlan(join(__dirname, '..', '..', 'examples', 'pragmatismo.yaml'));
+  const worker = await createWorker({ connection: native, taskQueue });
+  await worker.runUntil(async () => {
+    const handle = await startMigration(client, plan, 'dry-run', taskQueue);
+    await handle.result();
+    writeFileSync(fixture('migrate-tenant'), historyToJSON(await handle.fetchHistory()));
+    writeFileSync(fixture('migrate-container'), historyToJSON(await client.workflow.getHandle(`${handle.workflowId}-tables`).fetchHistory()));
+  });
+  await connection.close();
+  await native.close();
+}
+
+beforeAll(async () => {
+  quietRuntime();
+  if (process.env.UPDATE_HISTORIES === '1') await record();
+}, 120_000);
+
+test.each(['migrate-tenant', 'migrate-container'])('the recorded %s history replays on the current code', async (name) => {
+  if (!existsSync(fixture(name))) throw new Error(`${fixture(name)} is missing: record it with UPDATE_HISTORIES=1`);
+  const history = historyFromJSON(JSON.parse(readFileSync(fixture(name), 'utf8')));
+  expect(history.events?.length).toBeGreaterThan(20);
+  await Worker.runReplayHistory({ workflowsPath }, history);
+});
