@@ -10,6 +10,7 @@ import type { Mode, StepInput, StepOutcome } from '../activities/steps';
 import { NON_RETRYABLE } from '../errors';
 import type { HostRole, Plan } from '../plan/schema';
 import type { Step, StepProfile } from '../runbook/model';
+import { valuesFor } from '../runbook/values';
 import type { Decision, StepState } from './messages';
 
 const nonRetryableErrorTypes = [...NON_RETRYABLE];
@@ -88,7 +89,7 @@ export interface RunContext {
 
 /** Executes one step by kind. Dry runs record every step through `runStep`. */
 async function execute(step: Step, ctx: RunContext): Promise<StepOutcome> {
-  const input: StepInput = { step, values: ctx.log.values, mode: ctx.mode, hosts: ctx.hosts };
+  const input: StepInput = { step, values: valuesFor(step, ctx.log.values), mode: ctx.mode, hosts: ctx.hosts };
   const act = proxies[step.profile];
   if (ctx.mode === 'dry-run') return act.runStep(input);
   switch (step.kind) {

@@ -5,6 +5,7 @@ import { buildRunbook } from '../../src/runbook/build';
 import { allSteps, PHASES, phaseSteps } from '../../src/runbook/model';
 import { renderRunbook } from '../../src/runbook/print';
 import { fillPlaceholders, hostCommand, placeholdersIn, q } from '../../src/runbook/shell';
+import { valuesFor } from '../../src/runbook/values';
 
 const plan = loadPlan(join(__dirname, '..', '..', 'examples', 'pragmatismo.yaml'));
 const runbook = buildRunbook(plan);
@@ -144,5 +145,21 @@ describe('quoting', () => {
     expect(() => fillPlaceholders('x {{pubkey:destination}}', { 'pubkey:destination': "ssh-ed25519 AAAA' ; reboot" })).toThrow(/not a valid pubkey/);
     expect(() => fillPlaceholders('ping {{ip:proxy}}', {}, true)).toThrow(/no value known yet for ip:proxy/);
     expect(fillPlaceholders('ping {{ip:proxy}}', {})).toBe('ping {{ip:proxy}}');
+  });
+});
+
+describe('values a step is given', () => {
+  const values = { 'ip:proxy': '10.0.0.2', 'oldip:proxy': '10.1.0.2', 'ip:email': '10.0.0.3', 'digest:tables': `files=1 sha256=${'c'.repeat(64)}`, 'bytes:source-data': '100', 'stamp:run': '202611281200' };
+  const byId = (id: string) => steps.find((s) => s.id === id)!;
+
+  it('are only those its command, check and parameters name', () => {
+    expect(valuesFor(byId('network/tenant/dnat-tcp-25'), values)).toEqual({ 'ip:email': '10.0.0.3' });
+    expect(valuesFor(byId('proxy/tenant/backup'), values)).toEqual({ 'stamp:run': '202611281200' });
+    expect(valuesFor(byId('preflight/tenant/destination-space'), values)).toEqual({ 'bytes:source-data': '100' });
+    expect(valuesFor(byId('data/tables/verify-transfer'), values)).toEqual({ 'digest:tables': values['digest:tables'] });
+  });
+
+  it('give the Caddy rewrite every old and new address', () => {
+    expect(valuesFor(byId('proxy/tenant/rewrite'), values)).toEqual({ 'ip:proxy': '10.0.0.2', 'oldip:proxy': '10.1.0.2', 'ip:email': '10.0.0.3' });
   });
 });
