@@ -217,6 +217,11 @@ export const planSchema = z
         publicAddress: ipv4,
         /** Where rules.v4 is persisted and restored from at boot. */
         iptablesRulesFile: absPath.default('/etc/iptables/rules.v4'),
+        /**
+         * A host firewall (ufw) to enable, with the TCP ports it allows. Port 22 is always allowed
+         * first, and the enable step refuses to run unless that rule is in place.
+         */
+        firewall: z.object({ allow: z.array(port).default([80, 443]) }).strict().optional(),
         /** The systemd unit that restores the rules at boot (the guide's iptables-restore.service). */
         restoreUnitFile: absPath.default('/etc/systemd/system/iptables-restore.service'),
       })

@@ -531,6 +531,7 @@ function network(ctx: Ctx): Step[] {
       check: `test -f ${q(unitFile)} && grep -qF ${q(rulesFile)} ${q(unitFile)}`,
     }),
   );
+  steps.push(...firewall(ctx));
   for (const f of plan.portForwards) {
     steps.push(
       step(ctx, {
@@ -557,6 +558,32 @@ function network(ctx: Ctx): Step[] {
     );
   }
   return steps;
+}
+
+/**
+ * The guide's host firewall: SSH allowed FIRST, forwarding allowed (containers), the plan's ports,
+ * and only then enable, which itself refuses when the SSH rule is missing: never a locked-out host.
+ */
+function firewall(ctx: Ctx): Step[] {
+  const fw = ctx.plan.destination.firewall;
+  if (!fw) return [];
+  const s = (init: Omit<StepInit, 'phase' | 'host'>) => step(ctx, { phase: 'network', host: 'destination', ...init });
+  const allowed = (p: number) => `ufw status | grep -qE ${q(`^${p}/tcp +ALLOW`)}`;
+  return [
+    s({ id: 'network/tenant/firewall-allow-22', title: 'Firewall: allow SSH (22/tcp) before anything else', kind: 'run', command: sh('ufw', 'allow', '22/tcp'), check: allowed(22) }),
+    s({ id: 'network/tenant/firewall-forward', title: 'Firewall: forwarding allowed (DEFAULT_FORWARD_POLICY=ACCEPT, for the containers)', kind: 'run', command: sh('ufw', 'default', 'allow', 'routed'), check: `ufw status verbose | grep -q 'allow (routed)'` }),
+    ...fw.allow
+      .filter((p) => p !== 22)
+      .map((p) => s({ id: `network/tenant/firewall-allow-${p}`, title: `Firewall: allow ${p}/tcp`, kind: 'run', command: sh('ufw', 'allow', `${p}/tcp`), check: allowed(p) })),
+    s({
+      id: 'network/tenant/firewall-enable',
+      title: 'Firewall: enable (refused unless 22/tcp is allowed)',
+      kind: 'run',
+      command: `${allowed(22)} || { echo 'refusing to enable the firewall: 22/tcp is not allowed' >&2; exit 1; }; ufw --force enable`,
+      check: `ufw status | grep -q '^Status: active'`,
+      refuses: true,
+    }),
+  ];
 }
 
 /** Deletes every PREROUTING DNAT rule for traffic to `address` on `protocol`/`port`, whatever its target. */

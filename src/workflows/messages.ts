@@ -6,8 +6,6 @@ import { defineQuery, defineUpdate } from '@temporalio/workflow';
 import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
 import type { GateName, PhaseId } from '../runbook/model';
 
-export const TASK_QUEUE = 'gbo-migrate';
-
 /** Search attributes that make migrations findable in the Web UI (registered by the dev-server script). */
 export const TENANT_ATTR = defineSearchAttributeKey('GboTenant', SearchAttributeType.KEYWORD);
 export const PHASE_ATTR = defineSearchAttributeKey('GboPhase', SearchAttributeType.KEYWORD);
@@ -39,6 +37,7 @@ export interface MigrationStatus {
   steps: Record<string, StepState>;
   failures: Record<string, string>;
   skipped: { id: string; by: string; reason: string }[];
+  pauses: { by: string; reason: string; at: string }[];
   containers: Record<string, { phase: PhaseId | 'done' | 'pending' | 'failed'; ip?: string }>;
   matrix: MatrixEntry[];
   approvals: Approval[];

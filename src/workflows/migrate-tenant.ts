@@ -75,6 +75,8 @@ export async function migrateTenant(input: MigrateTenantInput): Promise<Migratio
   let paused = false;
   let waitingFor: string | undefined;
   let servicesAnsweringAt: number | undefined;
+  /** The gate the migration waits at right now: approvals are only taken there. */
+  let atGate: GateName | undefined;
   const containers: MigrationStatus['containers'] = Object.fromEntries(plan.containers.map((c) => [c.name, { phase: 'pending' as const }]));
   const setWaiting = (w: string | undefined) => void (waitingFor = w);
 
@@ -97,6 +99,7 @@ export async function migrateTenant(input: MigrateTenantInput): Promise<Migratio
     steps: { ...log.states },
     failures: { ...log.failures },
     skipped: [...log.skipped],
+    pauses: [...log.pauses],
     containers,
     matrix,
     approvals,
@@ -117,11 +120,10 @@ export async function migrateTenant(input: MigrateTenantInput): Promise<Migratio
         if (!by?.trim()) throw new Error('by: who approves is required');
         if (!reason?.trim()) throw new Error('reason: a reason is required');
         if (approvals.some((a) => a.gate === gate)) throw new Error(`gate "${gate}" is already approved`);
-        if (gate === 'cutover' && phase !== 'cutover') throw new Error(`gate "cutover": the migration is in phase "${phase}", not waiting at the cutover gate`);
+        if (atGate !== gate) throw new Error(`gate "${gate}": the migration is in phase "${phase}", not waiting at the ${gate} gate`);
         if (gate === 'cutover' && redCells().length > 0 && !override) {
           throw new Error(`gate "cutover": the verification matrix is red (${redCells().map((m) => `${m.container} ${m.service}${m.port ? ` ${m.port}` : ''}`).join(', ')}); approve with override to cut over anyway`);
         }
-        if (gate === 'cleanup' && phase !== 'cleanup') throw new Error(`gate "cleanup": the migration is in phase "${phase}", not at the cleanup gate`);
       },
     },
   );
@@ -217,7 +219,9 @@ export async function migrateTenant(input: MigrateTenantInput): Promise<Migratio
       approvals.push({ gate: name, by: 'plan', reason: `approvals.${name} is false in the plan`, at: new Date().toISOString() });
       return;
     }
+    atGate = name;
     const ok = await waitFor(`approval of the ${name} gate`, setWaiting, () => approvals.some((a) => a.gate === name), plan.approvals.gateTimeout);
+    atGate = undefined;
     if (!ok) throw ApplicationFailure.nonRetryable(`no approval for the ${name} gate within ${plan.approvals.gateTimeout}`, 'GateTimeout');
   };
 

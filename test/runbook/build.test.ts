@@ -75,6 +75,17 @@ describe('the runbook for pragmatismo', () => {
     expect(indexOf('network/tenant/loopback')).toBeLessThan(indexOf('network/tenant/dnat-tcp-80'));
   });
 
+  it('enables a host firewall only after SSH is allowed, and the enable itself checks it', () => {
+    const withFirewall = buildRunbook({ ...plan, destination: { ...plan.destination, firewall: { allow: [80, 443] } } });
+    const ids = phaseSteps(withFirewall, 'network').map((s) => s.id);
+    const fw = ids.filter((id) => id.includes('/firewall-'));
+    expect(fw).toEqual(['network/tenant/firewall-allow-22', 'network/tenant/firewall-forward', 'network/tenant/firewall-allow-80', 'network/tenant/firewall-allow-443', 'network/tenant/firewall-enable']);
+    const enable = phaseSteps(withFirewall, 'network').find((s) => s.id === 'network/tenant/firewall-enable')!;
+    expect(enable.command).toMatch(/^ufw status \| grep -qE '\^22\/tcp \+ALLOW' \|\| \{ echo 'refusing to enable the firewall/);
+    const without = buildRunbook({ ...plan, destination: { ...plan.destination, firewall: undefined } });
+    expect(allSteps(without).some((s) => s.id.includes('firewall'))).toBe(false);
+  });
+
   it('backs up, validates and counts the Caddy config before reloading it', () => {
     const order = ['proxy/tenant/vhosts-before', 'proxy/tenant/backup', 'proxy/tenant/rewrite', 'proxy/tenant/validate', 'proxy/tenant/vhosts-after', 'proxy/tenant/storage-block', 'proxy/tenant/install', 'proxy/tenant/reload'];
     expect(order.map(indexOf)).toEqual([...order.map(indexOf)].sort((a, b) => a - b));

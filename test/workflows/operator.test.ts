@@ -139,7 +139,7 @@ test('a failed step waits for the operator; retry re-runs it; gates and cancel b
     expect(gate.steps['data/tables/verify-transfer']).toBe('done');
     expect(gate.matrix.length).toBeGreaterThan(10);
     expect(gate.downtimeOver).toBe(true);
-    expect(await updateRefusal(handle.executeUpdate(approveUpdate, { args: [{ gate: 'cleanup', by: 'ops', reason: 'early' }] }))).toMatch(/not at the cleanup gate/);
+    expect(await updateRefusal(handle.executeUpdate(approveUpdate, { args: [{ gate: 'cleanup', by: 'ops', reason: 'early' }] }))).toMatch(/not waiting at the cleanup gate/);
     expect(await updateRefusal(handle.executeUpdate(approveUpdate, { args: [{ gate: 'cutover', by: 'ops', reason: '' }] }))).toMatch(/reason: a reason is required/);
 
     // Cancel at the gate: copies deleted (if ours), devices restored as recorded, sources started.
