@@ -15,12 +15,12 @@ rm -f "$report"
 npx jest --runInBand --json --outputFile="$report" "$@"
 rc=$?
 if [ ! -f "$report" ]; then echo "0 passed, 1 failed"; exit 1; fi
-read -r passed failed skipped suites_failed < <(node -e '
+read -r passed failed skipped broken_suites < <(node -e '
   const r = require(process.argv[1]);
-  console.log(r.numPassedTests, r.numFailedTests, r.numPendingTests + r.numTodoTests, r.numFailedTestSuites);
+  console.log(r.numPassedTests, r.numFailedTests, r.numPendingTests + r.numTodoTests, r.numRuntimeErrorTestSuites);
 ' "$root/$report")
-# A suite that fails to load has no failed tests of its own: count it.
-failed=$((failed + suites_failed))
+# A suite that fails to load (or whose hooks fail) has no failed tests of its own: count it once.
+failed=$((failed + broken_suites))
 if [ "${CI:-}" = true ] && [ "$skipped" -gt 0 ]; then
   echo "CI=true: $skipped skipped test(s) count as failures"
   failed=$((failed + skipped))
