@@ -12,7 +12,7 @@ export const OWNER_KEY = 'user.gbo-migrate.tenant';
 
 /**
  * Prints `files=<n> sha256=<hex>` over the files of the given folders under a root: the same script
- * on the source host and inside each destination container, so the two digests compare directly.
+ * on the stopped source and over the destination's pulled copy, so the two digests compare directly.
  * Busybox-compatible (no `sort -z`).
  */
 export const MANIFEST_SCRIPT =
