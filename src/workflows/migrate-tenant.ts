@@ -236,6 +236,7 @@ export async function migrateTenant(input: MigrateTenantInput): Promise<Migratio
           args: [{ plan, container: name, mode, values: log.values, skip }],
         });
         Object.assign(log.states, result.log.states);
+        for (const id of Object.keys(result.log.states)) delete log.failures[id];
         Object.assign(log.values, result.log.values);
         log.skipped.push(...result.log.skipped.filter((s) => !log.skipped.some((x) => x.id === s.id)));
         for (const o of result.log.outcomes) {

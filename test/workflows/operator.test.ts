@@ -111,6 +111,7 @@ test('a failed step waits for the operator; retry re-runs it; gates and cancel b
     ...example,
     tenant: `op${Date.now() % 100000}`,
     hosts: { ...example.hosts, source: { ...example.hosts.source, knownHosts: `file:${knownHostsFor(example.hosts.source.address)}` } },
+    destination: { ...example.destination, firewall: undefined },
     portForwards: [],
     serviceFixes: [],
     concurrency: { containers: 4 },
@@ -137,6 +138,7 @@ test('a failed step waits for the operator; retry re-runs it; gates and cancel b
 
     const gate = await until(handle, 'the cutover gate', (s) => s.phase === 'cutover' && (s.waitingFor ?? '').includes('cutover'));
     expect(gate.steps['data/tables/verify-transfer']).toBe('done');
+    expect(gate.failures).toEqual({});
     expect(gate.matrix.length).toBeGreaterThan(10);
     expect(gate.downtimeOver).toBe(true);
     expect(await updateRefusal(handle.executeUpdate(approveUpdate, { args: [{ gate: 'cleanup', by: 'ops', reason: 'early' }] }))).toMatch(/not waiting at the cleanup gate/);
