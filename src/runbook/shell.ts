@@ -54,7 +54,7 @@ export function placeholdersIn(command: string): string[] {
 }
 
 /** Checks a learned value against its placeholder kind; returns an error message or undefined. */
-export function invalidValue(kind: PlaceholderKind, value: string): string | undefined {
+function invalidValue(kind: PlaceholderKind, value: string): string | undefined {
   return VALID[kind]?.test(value) ? undefined : `not a valid ${kind}: ${JSON.stringify(value.slice(0, 80))}`;
 }
 
