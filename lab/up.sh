@@ -8,6 +8,9 @@ LAB_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 T0=$(date +%s%N)
 elapsed() { echo "$(( ($(date +%s%N) - T0) / 1000000 ))" | awk '{printf "%.1f", $1/1000}'; }
 [ "$(id -u)" = 0 ] || die "lab:up needs root (network namespaces, LXD, Incus)"
+# The daemons inherit the working directory: a checkout deleted later would leave them in a
+# directory that no longer exists (their rsync then fails with "getcwd(): No such file").
+cd /
 case "$GBO_LAB_ROOT" in /*) ;; *) die "GBO_LAB_ROOT must be absolute" ;; esac
 [[ "$GBO_LAB_ROOT" =~ ^/[A-Za-z0-9._/-]+$ ]] || die "GBO_LAB_ROOT: letters, digits, . _ - / only (it ends up in the plan)"
 [[ "$GBO_LAB_DATA_MB" =~ ^[0-9]+$ ]] || die "GBO_LAB_DATA_MB must be a number of MB"
