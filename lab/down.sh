@@ -5,8 +5,6 @@
 set -uo pipefail
 LAB_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 . "$LAB_DIR/lib.sh"
-T0=$(date +%s%N)
-elapsed() { echo "$(( ($(date +%s%N) - T0) / 1000000 ))" | awk '{printf "%.1f", $1/1000}'; }
 [ "$(id -u)" = 0 ] || die "lab:down needs root"
 
 alive() { [ -s "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }

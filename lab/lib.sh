@@ -71,3 +71,7 @@ die() { log "ERROR: $*"; exit 1; }
 in_dst() { ip netns exec "$NETNS" "$@"; }
 lxc() { command lxc "$@"; }
 incus() { command incus "$@"; }
+
+# Seconds since the sourcing script started, for the times lab:up and lab:down print.
+T0=$(date +%s%N)
+elapsed() { echo "$(( ($(date +%s%N) - T0) / 1000000 ))" | awk '{printf "%.1f", $1/1000}'; }

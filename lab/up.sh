@@ -5,8 +5,6 @@
 set -euo pipefail
 LAB_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 . "$LAB_DIR/lib.sh"
-T0=$(date +%s%N)
-elapsed() { echo "$(( ($(date +%s%N) - T0) / 1000000 ))" | awk '{printf "%.1f", $1/1000}'; }
 [ "$(id -u)" = 0 ] || die "lab:up needs root (network namespaces, LXD, Incus)"
 # The daemons inherit the working directory: a checkout deleted later would leave them in a
 # directory that no longer exists (their rsync then fails with "getcwd(): No such file").
@@ -284,16 +282,17 @@ lxd waitready --timeout 60 || die "LXD did not start (see $SRC_DIR/log/lxd.log)"
 /usr/libexec/incus/incusd waitready --timeout 60 2>/dev/null || incus admin waitready --timeout 60 \
   || die "Incus did not start (see $DST_DIR/log/incusd.log)"
 log "daemons ready ($(elapsed) s): preseeding (fixed subnets, no NAT, no IPv6, dir pools)"
-lxd init --preseed >/dev/null <<PRESEED
-config:
-  core.https_address: $SRC_ADDR:$LXD_API_PORT
+# The part both daemons share: a bridge on a fixed subnet (no NAT, no IPv6), a dir pool, and a
+# default profile on that bridge. $1 bridge, $2 bridge address, $3 DHCP range.
+preseed() {
+  cat <<PRESEED
 networks:
-- name: $SRC_BRIDGE
+- name: $1
   type: bridge
   config:
-    ipv4.address: $SRC_BRIDGE_ADDR/24
+    ipv4.address: $2/24
     ipv4.nat: "false"
-    ipv4.dhcp.ranges: 198.18.16.100-198.18.16.199
+    ipv4.dhcp.ranges: $3
     ipv6.address: none
 storage_pools:
 - name: default
@@ -302,26 +301,12 @@ profiles:
 - name: default
   devices:
     root: {path: /, pool: default, type: disk}
-    eth0: {name: eth0, network: $SRC_BRIDGE, type: nic}
+    eth0: {name: eth0, network: $1, type: nic}
 PRESEED
-incus admin init --preseed >/dev/null <<PRESEED
-networks:
-- name: $DST_BRIDGE
-  type: bridge
-  config:
-    ipv4.address: $DST_BRIDGE_ADDR/24
-    ipv4.nat: "false"
-    ipv4.dhcp.ranges: 198.18.32.100-198.18.32.199
-    ipv6.address: none
-storage_pools:
-- name: default
-  driver: dir
-profiles:
-- name: default
-  devices:
-    root: {path: /, pool: default, type: disk}
-    eth0: {name: eth0, network: $DST_BRIDGE, type: nic}
-PRESEED
+}
+{ printf 'config:\n  core.https_address: %s\n' "$SRC_ADDR:$LXD_API_PORT"; preseed "$SRC_BRIDGE" "$SRC_BRIDGE_ADDR" 198.18.16.100-198.18.16.199; } |
+  lxd init --preseed >/dev/null
+preseed "$DST_BRIDGE" "$DST_BRIDGE_ADDR" 198.18.32.100-198.18.32.199 | incus admin init --preseed >/dev/null
 
 # ---------------------------------------------------------------- image and containers
 tarball="$(bash "$LAB_DIR/image.sh")"

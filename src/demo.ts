@@ -45,7 +45,8 @@ async function main(): Promise<void> {
     let done = false;
     void result.finally(() => (done = true)).catch(() => undefined);
     while (!done) {
-      const s: MigrationStatus = await handle.query(statusQuery).catch(() => undefined as never);
+      // The query can miss while the workflow completes; the loop ends on the result then.
+      const s: MigrationStatus | undefined = await handle.query(statusQuery).catch(() => undefined);
       if (s) {
         const line = `  phase ${s.phase}${s.waitingFor ? `, waiting for ${s.waitingFor}` : ''}`;
         if (line !== last) console.log(line);
