@@ -3,6 +3,7 @@
  * message that says what it expected, so a surprising host answer fails loudly.
  */
 import { countVhostsAdapted } from '../proxy/caddy';
+import type { DeviceMap } from '../runbook/build';
 import type { CaptureKind } from '../runbook/model';
 
 interface InstanceState {
@@ -32,7 +33,7 @@ export interface RecordedInstance {
   name: string;
   status: string;
   /** The instance's own devices: what the migration removes and a cancel restores. */
-  devices: Record<string, Record<string, string>>;
+  devices: DeviceMap;
   privileged: boolean;
   profiles: string[];
 }

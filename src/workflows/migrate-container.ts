@@ -7,7 +7,8 @@
 import { CancellationScope, isCancellation } from '@temporalio/workflow';
 import type { Mode } from '../activities/steps';
 import type { Plan } from '../plan/schema';
-import { buildRunbook, compensationSteps, type DeviceMap } from '../runbook/build';
+import type { RecordedInstance } from '../activities/parse';
+import { buildRunbook, compensationSteps } from '../runbook/build';
 import { CONTAINER_PHASES, stepsOf } from '../runbook/model';
 import { hostTargets, newStepLog, runSteps, type SkippedStep, type StepLog } from './run-steps';
 
@@ -50,7 +51,7 @@ export async function migrateContainer(input: MigrateContainerInput): Promise<Mi
  */
 export async function compensate(plan: Plan, container: string, log: StepLog): Promise<void> {
   const recorded = log.values[`instance:${container}`];
-  const instance = recorded ? (JSON.parse(recorded) as { devices: DeviceMap; status: string }) : undefined;
+  const instance = recorded ? (JSON.parse(recorded) as RecordedInstance) : undefined;
   const steps = compensationSteps(plan, container, instance?.devices ?? {}).filter(
     (s) => (instance !== undefined || s.host === 'destination') && (!s.id.endsWith('/start-source') || instance?.status === 'Running'),
   );
