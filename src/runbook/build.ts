@@ -203,7 +203,8 @@ function preflight(ctx: Ctx): Step[] {
       title: 'Size of the tenant data on the source',
       host: 'source',
       kind: 'capture',
-      command: `du -sb ${plan.containers.map((c) => q(ctx.sourceDataOf(c))).join(' ')} | awk '{t+=$1} END {print t+0}'`,
+      // printf, not print: mawk prints sums past 2^31 as `2.14832e+09`.
+      command: `du -sb ${plan.containers.map((c) => q(ctx.sourceDataOf(c))).join(' ')} | awk '{t+=$1} END {printf "%.0f\\n", t}'`,
       captureAs: { kind: 'bytes', key: 'bytes:source-data' },
     }),
     s({
@@ -361,8 +362,12 @@ function copy(ctx: Ctx, c: ContainerPlan): Step[] {
       id: `copy/${c.name}/copy`,
       title: `Copy ${src} → ${c.name}`,
       kind: 'run',
-      command: ctx.incus('copy', '--instance-only', `${plan.source.remoteName}:${src}`, c.name, '--storage', plan.destination.storagePool),
-      check: `${ctx.incus('query', `/1.0/instances/${c.name}`)} >/dev/null 2>&1`,
+      // Done only once marked (the next step): an unmarked instance of this name is a copy that an
+      // earlier attempt left half made (preflight refused any other), so it goes before copying again.
+      command:
+        `if ${ctx.incus('query', `/1.0/instances/${c.name}`)} >/dev/null 2>&1; then ${ctx.incus('delete', '--force', c.name)} || exit 1; fi; ` +
+        ctx.incus('copy', '--instance-only', `${plan.source.remoteName}:${src}`, c.name, '--storage', plan.destination.storagePool),
+      check: markedAsOurs(ctx, c.name),
       profile: 'transfer',
     }),
     s({
@@ -370,7 +375,7 @@ function copy(ctx: Ctx, c: ContainerPlan): Step[] {
       title: `Mark ${c.name} as this migration's`,
       kind: 'run',
       command: ctx.incus('config', 'set', c.name, `${OWNER_KEY}=${plan.tenant}`),
-      check: `test "$(${ctx.incus('config', 'get', c.name, OWNER_KEY)})" = ${q(plan.tenant)}`,
+      check: markedAsOurs(ctx, c.name),
     }),
     s({
       id: `copy/${c.name}/nic`,
@@ -406,6 +411,11 @@ function copy(ctx: Ctx, c: ContainerPlan): Step[] {
       profile: 'poll',
     }),
   ];
+}
+
+/** The destination instance carries this tenant's mark: this migration made it, whole. */
+function markedAsOurs(ctx: Ctx, name: string): string {
+  return `test "$(${ctx.incus('config', 'get', name, OWNER_KEY)} 2>/dev/null)" = ${q(ctx.plan.tenant)}`;
 }
 
 function data(ctx: Ctx, c: ContainerPlan): Step[] {
@@ -919,7 +929,7 @@ export type DeviceMap = Record<string, Record<string, string>>;
  * migration made it), the source's recorded devices come back exactly as they were, the source
  * starts again. Without `devices` (the dry run), one step stands for the per-device ones.
  */
-export function compensationSteps(plan: Plan, container: string, devices?: DeviceMap): Step[] {
+export function compensationSteps(plan: Plan, container: string, devices?: DeviceMap, options: { madeHere?: boolean } = {}): Step[] {
   const ctx = context(plan);
   const c = plan.containers.find((x) => x.name === container);
   if (!c) throw new Error(`no container ${container} in the plan`);
@@ -958,7 +968,11 @@ export function compensationSteps(plan: Plan, container: string, devices?: Devic
       title: `Delete the destination copy ${c.name} (only if this migration made it)`,
       host: 'destination',
       kind: 'run',
-      command: `if test "$(${ctx.incus('config', 'get', c.name, OWNER_KEY)} 2>/dev/null)" = ${q(plan.tenant)}; then ${ctx.incus('delete', '--force', c.name)}; fi`,
+      // Made here: the name was free at preflight, so whatever holds it now is this run's copy,
+      // marked or left half made. Otherwise only a copy with this tenant's mark goes.
+      command: options.madeHere
+        ? `if ${ctx.incus('query', `/1.0/instances/${c.name}`)} >/dev/null 2>&1; then ${ctx.incus('delete', '--force', c.name)}; fi`
+        : `if ${markedAsOurs(ctx, c.name)}; then ${ctx.incus('delete', '--force', c.name)}; fi`,
       check: `! ${ctx.incus('query', `/1.0/instances/${c.name}`)} >/dev/null 2>&1`,
     }),
     step(ctx, {

@@ -2,7 +2,7 @@
  * Operator messages, defined once and imported by the workflow and the client alike.
  * Updates answer (and validate), the query reports progress, signals fire and forget.
  */
-import { defineQuery, defineUpdate } from '@temporalio/workflow';
+import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
 import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
 import type { GateName, PhaseId } from '../runbook/model';
 
@@ -14,7 +14,33 @@ export const PHASE_ATTR = defineSearchAttributeKey('GboPhase', SearchAttributeTy
 export const workflowIdOf = (tenant: string, mode: 'dry-run' | 'live' = 'live'): string =>
   mode === 'live' ? `migrate-${tenant}` : `migrate-${tenant}-dry-run`;
 
-export type StepState = 'pending' | 'running' | 'recorded' | 'done' | 'already-done' | 'skipped' | 'failed';
+/**
+ * `precondition-skipped`: the step's check found its effect in place, but an earlier step it
+ * depends on was skipped by an operator, so nothing proves the effect is whole.
+ */
+export type StepState = 'pending' | 'running' | 'recorded' | 'done' | 'already-done' | 'precondition-skipped' | 'skipped' | 'failed';
+
+/** A step an operator chose to go on without; the reason is recorded. */
+export interface SkippedStep {
+  id: string;
+  by: string;
+  reason: string;
+}
+
+/** An undo step of a cancel that failed: what is left, and the command that finishes it by hand. */
+export interface UndoFailure {
+  id: string;
+  host: string;
+  error: string;
+  byHand: string;
+}
+
+/** One container while its child workflow runs: its phase and the step running now. */
+export interface ContainerStatus {
+  phase: PhaseId | 'done' | 'pending' | 'failed' | 'cancelled';
+  step?: string;
+  ip?: string;
+}
 
 /** One cell of the verification matrix: container × service × port (or a required file). */
 export interface MatrixEntry {
@@ -30,15 +56,21 @@ export interface MatrixEntry {
 export interface MigrationStatus {
   tenant: string;
   mode: 'dry-run' | 'live';
-  phase: PhaseId | 'done' | 'compensating' | 'compensated';
+  phase: PhaseId | 'done' | 'compensating' | 'compensated' | 'compensation-incomplete';
   paused: boolean;
   /** What the migration waits for right now, if anything. */
   waitingFor?: string;
   steps: Record<string, StepState>;
   failures: Record<string, string>;
-  skipped: { id: string; by: string; reason: string }[];
+  skipped: SkippedStep[];
   pauses: { by: string; reason: string; at: string }[];
-  containers: Record<string, { phase: PhaseId | 'done' | 'pending' | 'failed'; ip?: string }>;
+  containers: Record<string, ContainerStatus>;
+  /** Every operator decision on a failed step, in order. */
+  decisions: (Decision & { stepId: string; at: string })[];
+  /** Verification runs asked for at the cutover gate. */
+  reverifications: { by: string; reason: string; at: string }[];
+  /** Undo steps a cancel could not finish (each with the command to finish it by hand). */
+  undoFailures: UndoFailure[];
   matrix: MatrixEntry[];
   approvals: Approval[];
   /** Source stopped → services answering on the destination; so far if not over yet. */
@@ -72,3 +104,23 @@ export const skipStepUpdate = defineUpdate<string, [{ stepId: string; by: string
 /** Hold the migration before its next step (running steps finish). */
 export const pauseUpdate = defineUpdate<string, [{ by: string; reason: string }]>('pause');
 export const resumeUpdate = defineUpdate<string, [{ by: string }]>('resume');
+/** Run the verification matrix again (after fixing a service by hand); only at the cutover gate. */
+export const reverifyUpdate = defineUpdate<string, [{ by: string; reason: string }]>('reverify');
+
+/**
+ * Between a migration and its container children (not for operators): a child reports each step
+ * as it starts and ends, and every value it learns, when it learns it; the parent forwards
+ * operator decisions and pauses to the child.
+ */
+export interface ChildReport {
+  container: string;
+  /** The step running now; null when none is. */
+  current?: string | null;
+  states?: Record<string, StepState>;
+  values?: Record<string, string>;
+  failures?: Record<string, string>;
+  skipped?: SkippedStep[];
+}
+export type ChildControl = { kind: 'decision'; stepId: string; decision: Decision } | { kind: 'pause'; paused: boolean };
+export const childReportSignal = defineSignal<[ChildReport]>('childReport');
+export const childControlSignal = defineSignal<[ChildControl]>('childControl');

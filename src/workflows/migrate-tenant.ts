@@ -2,39 +2,27 @@
  * migrateTenant: the operations guide as a durable workflow. Reads like the runbook: preflight,
  * the containers (a child workflow each, bounded parallelism, canaries first), network, proxy,
  * fixes, verification, the cutover gate and DNS, certificates, the cleanup gate and cleanup.
- * Cancelled before cutover, it puts the source back as it was.
+ * Cancelled before cutover, it puts the source back as it was. What operators see and steer lives
+ * in `operator-state.ts`; what a cancel undoes, in `compensation.ts`.
  */
 import {
   ApplicationFailure,
   CancellationScope,
   ChildWorkflowFailure,
-  executeChild,
   isCancellation,
-  setHandler,
+  startChild,
   upsertSearchAttributes,
   workflowInfo,
 } from '@temporalio/workflow';
 import type { Mode, StepOutcome } from '../activities/steps';
 import type { Plan } from '../plan/schema';
-import { buildRunbook, networkCompensationSteps } from '../runbook/build';
-import { allSteps, phaseSteps, type GateName, type PhaseId, type Step } from '../runbook/model';
-import {
-  approveUpdate,
-  PHASE_ATTR,
-  pauseUpdate,
-  resumeUpdate,
-  retryStepUpdate,
-  skipStepUpdate,
-  statusQuery,
-  TENANT_ATTR,
-  valuesQuery,
-  type Approval,
-  type Decision,
-  type MatrixEntry,
-  type MigrationStatus,
-} from './messages';
-import { compensate, migrateContainer } from './migrate-container';
-import { hostTargets, newStepLog, runSteps, STEP_FAILED, waitFor, type RunContext, type SkippedStep } from './run-steps';
+import { buildRunbook } from '../runbook/build';
+import { phaseSteps, type GateName, type PhaseId, type Step } from '../runbook/model';
+import { compensate } from './compensation';
+import { TENANT_ATTR, type Approval, type MatrixEntry, type SkippedStep } from './messages';
+import { migrateContainer } from './migrate-container';
+import { MigrationState } from './operator-state';
+import { hostTargets, msOf, runSteps, STEP_FAILED, type RunContext } from './run-steps';
 
 export interface MigrateTenantInput {
   /** A validated plan (the client validates before starting; the workflow trusts its shape). */
@@ -65,226 +53,130 @@ function stampOf(date: Date): string {
 export async function migrateTenant(input: MigrateTenantInput): Promise<MigrationReport> {
   const { plan, mode } = input;
   const runbook = buildRunbook(plan);
-  const known = new Set(allSteps(runbook).map((s) => s.id));
-  const log = newStepLog({ 'stamp:run': stampOf(workflowInfo().startTime) });
-  const approvals: Approval[] = [];
-  const decisions = new Map<string, Decision>();
+  const state = new MigrationState(plan, mode, runbook, { 'stamp:run': stampOf(workflowInfo().startTime) });
+  state.installHandlers();
+  const { log } = state;
   const byPhase = new Map<PhaseId, StepOutcome[]>();
-  const matrix: MatrixEntry[] = [];
-  let phase: MigrationStatus['phase'] = 'preflight';
-  let paused = false;
-  let waitingFor: string | undefined;
-  let servicesAnsweringAt: number | undefined;
-  /** The gate the migration waits at right now: approvals are only taken there. */
-  let atGate: GateName | undefined;
-  const containers: MigrationStatus['containers'] = Object.fromEntries(plan.containers.map((c) => [c.name, { phase: 'pending' as const }]));
-  const setWaiting = (w: string | undefined) => void (waitingFor = w);
-
-  const firstStop = (): number | undefined => {
-    const stops = Object.entries(log.values).filter(([k]) => k.startsWith('stoppedAt:')).map(([, v]) => Date.parse(v));
-    return stops.length ? Math.min(...stops) : undefined;
-  };
-  const downtime = (): number | undefined => {
-    const from = firstStop();
-    return from === undefined ? undefined : (servicesAnsweringAt ?? Date.now()) - from;
-  };
-  const redCells = () => matrix.filter((m) => m.required && !m.ok);
-
-  setHandler(statusQuery, () => ({
-    tenant: plan.tenant,
+  const ctx: RunContext = {
     mode,
-    phase,
-    paused,
-    waitingFor,
-    steps: { ...log.states },
-    failures: { ...log.failures },
-    skipped: [...log.skipped],
-    pauses: [...log.pauses],
-    containers,
-    matrix,
-    approvals,
-    downtimeMs: downtime(),
-    downtimeOver: servicesAnsweringAt !== undefined,
-  }));
-  setHandler(valuesQuery, () => ({ ...log.values }));
-  setHandler(
-    approveUpdate,
-    ({ gate, by, reason, override }) => {
-      const approval: Approval = { gate, by, reason, at: new Date().toISOString(), ...(override ? { override: true } : {}) };
-      approvals.push(approval);
-      return approval;
-    },
-    {
-      validator: ({ gate, by, reason, override }) => {
-        if (gate !== 'cutover' && gate !== 'cleanup') throw new Error(`gate: expected "cutover" or "cleanup", got ${JSON.stringify(gate)}`);
-        if (!by?.trim()) throw new Error('by: who approves is required');
-        if (!reason?.trim()) throw new Error('reason: a reason is required');
-        if (approvals.some((a) => a.gate === gate)) throw new Error(`gate "${gate}" is already approved`);
-        if (atGate !== gate) throw new Error(`gate "${gate}": the migration is in phase "${phase}", not waiting at the ${gate} gate`);
-        if (gate === 'cutover' && redCells().length > 0 && !override) {
-          throw new Error(`gate "cutover": the verification matrix is red (${redCells().map((m) => `${m.container} ${m.service}${m.port ? ` ${m.port}` : ''}`).join(', ')}); approve with override to cut over anyway`);
-        }
-      },
-    },
-  );
-  const failedStep = (stepId: string) => {
-    if (!known.has(stepId)) throw new Error(`stepId: no step ${JSON.stringify(stepId)} in this migration`);
-    if (log.states[stepId] !== 'failed') throw new Error(`stepId: ${stepId} is ${log.states[stepId] ?? 'pending'}, not failed`);
+    hosts: hostTargets(plan),
+    log,
+    onFailure: input.onFailure ?? 'wait',
+    decide: state.decide,
+    whilePaused: state.whilePaused,
+    skippedInChain: [],
   };
-  setHandler(
-    retryStepUpdate,
-    ({ stepId, by }) => {
-      decisions.set(stepId, { action: 'retry', by });
-      return `retrying ${stepId}`;
-    },
-    {
-      validator: ({ stepId, by }) => {
-        failedStep(stepId);
-        if (!by?.trim()) throw new Error('by: who decides is required');
-      },
-    },
-  );
-  setHandler(
-    skipStepUpdate,
-    ({ stepId, by, reason }) => {
-      decisions.set(stepId, { action: 'skip', by, reason });
-      return `skipping ${stepId}`;
-    },
-    {
-      validator: ({ stepId, by, reason }) => {
-        failedStep(stepId);
-        if (!by?.trim()) throw new Error('by: who decides is required');
-        if (!reason?.trim()) throw new Error('reason: skipping a step needs a reason; it is recorded');
-      },
-    },
-  );
-  setHandler(
-    pauseUpdate,
-    ({ by, reason }) => {
-      paused = true;
-      log.pauses.push({ by, reason, at: new Date().toISOString() });
-      return `paused by ${by}`;
-    },
-    {
-      validator: ({ by, reason }) => {
-        if (paused) throw new Error('the migration is already paused');
-        if (!by?.trim()) throw new Error('by: who pauses is required');
-        if (!reason?.trim()) throw new Error('reason: a reason is required');
-      },
-    },
-  );
-  setHandler(
-    resumeUpdate,
-    ({ by }) => {
-      paused = false;
-      return `resumed by ${by}`;
-    },
-    {
-      validator: ({ by }) => {
-        if (!paused) throw new Error('the migration is not paused');
-        if (!by?.trim()) throw new Error('by: who resumes is required');
-      },
-    },
-  );
 
-  const whilePaused = async () => {
-    if (paused) await waitFor('resume (paused by an operator)', setWaiting, () => !paused);
-  };
-  const decide = async (stepId: string): Promise<Decision> => {
-    await waitFor(`an operator: retryStep or skipStep ${stepId}`, setWaiting, () => decisions.has(stepId));
-    const d = decisions.get(stepId)!;
-    decisions.delete(stepId);
-    return d;
-  };
-  const ctx: RunContext = { mode, hosts: hostTargets(plan), log, onFailure: input.onFailure ?? 'wait', decide, whilePaused };
-
-  const enter = (id: MigrationStatus['phase']) => {
-    phase = id;
-    upsertSearchAttributes([{ key: PHASE_ATTR, value: id }]);
-  };
   const runPhase = async (id: PhaseId, steps: Step[] = phaseSteps(runbook, id)) => {
-    enter(id);
+    state.enter(id);
     const before = log.outcomes.length;
     await runSteps(steps, ctx);
     byPhase.set(id, [...(byPhase.get(id) ?? []), ...log.outcomes.slice(before)]);
   };
+
+  /** The verification matrix, from a fresh run of the verify phase's probes. */
+  const verify = async () => {
+    const before = log.outcomes.length;
+    await runPhase('verify');
+    if (mode !== 'live') return;
+    state.matrix = matrixOf(phaseSteps(runbook, 'verify'), log.outcomes.slice(before));
+    if (state.redCells().length === 0) state.servicesAnsweringAt ??= Date.now();
+  };
+
   const gate = async (name: GateName) => {
     if (mode === 'dry-run') {
-      approvals.push({ gate: name, by: 'dry-run', reason: 'dry run: gates pass without waiting', at: new Date().toISOString() });
+      state.approvals.push({ gate: name, by: 'dry-run', reason: 'dry run: gates pass without waiting', at: new Date().toISOString() });
       return;
     }
     // A plan may waive the human gate, never the matrix: a red matrix still needs a recorded override.
-    const waived = name === 'cutover' ? !plan.approvals.cutover && redCells().length === 0 : !plan.approvals.cleanup;
+    const waived = name === 'cutover' ? !plan.approvals.cutover && state.redCells().length === 0 : !plan.approvals.cleanup;
     if (waived) {
-      approvals.push({ gate: name, by: 'plan', reason: `approvals.${name} is false in the plan`, at: new Date().toISOString() });
+      state.approvals.push({ gate: name, by: 'plan', reason: `approvals.${name} is false in the plan`, at: new Date().toISOString() });
       return;
     }
-    atGate = name;
-    const ok = await waitFor(`approval of the ${name} gate`, setWaiting, () => approvals.some((a) => a.gate === name), plan.approvals.gateTimeout);
-    atGate = undefined;
-    if (!ok) throw ApplicationFailure.nonRetryable(`no approval for the ${name} gate within ${plan.approvals.gateTimeout}`, 'GateTimeout');
+    const approved = () => state.approvals.some((a) => a.gate === name);
+    const deadline = Date.now() + msOf(plan.approvals.gateTimeout);
+    state.atGate = name;
+    for (;;) {
+      const left = Math.max(0, deadline - Date.now());
+      const woke = await state.waitFor(`approval of the ${name} gate`, () => approved() || state.reverifyPending, `${left}ms` as const);
+      if (!woke) throw ApplicationFailure.nonRetryable(`no approval for the ${name} gate within ${plan.approvals.gateTimeout}`, 'GateTimeout');
+      if (approved()) break;
+      // An operator fixed something by hand and asked for the matrix again; the gate sees the new one.
+      await verify();
+      state.enter('cutover');
+      state.reverifyPending = false;
+    }
+    state.atGate = undefined;
   };
 
-  /** One container's child workflow, re-run on an operator's retry or skip of one of its steps. */
+  /** One container's child: its failures wait inside it for the operator; its progress reaches `state` as it happens. */
   const migrateOne = async (name: string) => {
-    const skip: SkippedStep[] = [];
-    for (;;) {
-      containers[name] = { phase: 'presync' };
-      try {
-        const result = await executeChild(migrateContainer, {
-          workflowId: `${workflowInfo().workflowId}-${name}`,
-          args: [{ plan, container: name, mode, values: log.values, skip }],
-        });
-        Object.assign(log.states, result.log.states);
-        for (const id of Object.keys(result.log.states)) delete log.failures[id];
-        Object.assign(log.values, result.log.values);
-        log.skipped.push(...result.log.skipped.filter((s) => !log.skipped.some((x) => x.id === s.id)));
-        for (const o of result.log.outcomes) {
-          const p = o.id.split('/')[0] as PhaseId;
-          byPhase.set(p, [...(byPhase.get(p) ?? []), o]);
-        }
-        containers[name] = { phase: 'done', ip: log.values[`ip:${name}`] };
-        return;
-      } catch (err) {
-        const stepId = failedStepOf(err);
-        if (isCancellation(err) || stepId === undefined || ctx.onFailure === 'fail') throw err;
-        containers[name] = { phase: 'failed' };
-        log.states[stepId] = 'failed';
-        log.failures[stepId] = ((err as Error).cause as Error | undefined)?.message ?? (err as Error).message;
-        const d = await decide(stepId);
-        if (d.action === 'skip') skip.push({ id: stepId, by: d.by, reason: d.reason ?? '' });
+    await state.whilePaused();
+    state.containers[name] = { phase: 'presync' };
+    const child = await startChild(migrateContainer, {
+      workflowId: `${workflowInfo().workflowId}-${name}`,
+      args: [{ plan, container: name, mode, values: valuesOf(name, log.values), onFailure: ctx.onFailure, paused: state.paused }],
+    });
+    state.children.set(name, child);
+    try {
+      const result = await child.result();
+      state.merge({ container: name, states: result.log.states, values: result.log.values, skipped: result.log.skipped, current: null });
+      for (const o of result.log.outcomes) {
+        const p = o.id.split('/')[0] as PhaseId;
+        byPhase.set(p, [...(byPhase.get(p) ?? []), o]);
       }
+      state.containers[name] = { phase: 'done', ip: log.values[`ip:${name}`] };
+    } catch (err) {
+      state.containers[name] = { ...state.containers[name], phase: isCancellation(err) ? 'cancelled' : 'failed' };
+      throw stepFailureOf(err) ?? err;
+    } finally {
+      state.children.delete(name);
     }
   };
 
   upsertSearchAttributes([{ key: TENANT_ATTR, value: plan.tenant }]);
+  const children: Promise<void>[] = [];
+  const tracked = (name: string) => {
+    const p = migrateOne(name);
+    children.push(p);
+    return p;
+  };
   try {
     // 1. Preflight
     await runPhase('preflight');
 
     // 2–4. Containers: canaries alone first, then the rest with bounded parallelism.
-    enter('presync');
-    for (const c of plan.containers.filter((x) => x.canary)) await migrateOne(c.name);
-    await boundedAll(plan.containers.filter((x) => !x.canary).map((x) => x.name), plan.concurrency.containers, migrateOne);
+    state.enter('presync');
+    for (const c of plan.containers.filter((x) => x.canary)) await tracked(c.name);
+    await boundedAll(plan.containers.filter((x) => !x.canary).map((x) => x.name), plan.concurrency.containers, tracked);
 
     // 5–8. Network, reverse proxy, service fixes, verification.
     await runPhase('network');
     await runPhase('proxy');
     await runPhase('fixes');
-    await runPhase('verify');
-    if (mode === 'live') {
-      matrix.push(...matrixOf(phaseSteps(runbook, 'verify'), byPhase.get('verify') ?? []));
-      if (redCells().length === 0) servicesAnsweringAt = Date.now();
-    }
+    await verify();
 
-    // 9. Cutover gate, then DNS.
-    enter('cutover');
+    // 9. Cutover gate (the matrix can be run again while waiting), then DNS.
+    state.enter('cutover');
     await gate('cutover');
   } catch (err) {
     if (isCancellation(err) && mode === 'live') {
-      enter('compensating');
-      await CancellationScope.nonCancellable(() => compensateAll(plan, log, Object.keys(log.states).some((id) => id.startsWith('network/'))));
-      enter('compensated');
+      await CancellationScope.nonCancellable(async () => {
+        // Children end their running step first (the cancel reaches them too); then one undo from the record.
+        await Promise.allSettled(children);
+        state.enter('compensating');
+        state.undoFailures.push(...(await compensate(plan, log)));
+        state.enter(state.undoFailures.length ? 'compensation-incomplete' : 'compensated');
+      });
+      if (state.undoFailures.length) {
+        throw ApplicationFailure.nonRetryable(
+          `cancelled, but ${state.undoFailures.length} undo step(s) failed; finish them by hand:\n` +
+            state.undoFailures.map((f) => `${f.id} on ${f.host}: ${f.error.split('\n')[0]}\n  $ ${f.byHand}`).join('\n'),
+          'CompensationIncomplete',
+          state.undoFailures,
+        );
+      }
     }
     throw err;
   }
@@ -299,32 +191,24 @@ export async function migrateTenant(input: MigrateTenantInput): Promise<Migratio
   await gate('cleanup');
   await runPhase('cleanup', cleanup.filter((s) => s.kind !== 'wait-window' && s.kind !== 'gate'));
 
-  enter('done');
+  state.enter('done');
   return {
     tenant: plan.tenant,
     mode,
     phases: runbook.phases.map((p) => ({ id: p.id, steps: byPhase.get(p.id) ?? [] })),
-    approvals,
+    approvals: state.approvals,
     skipped: log.skipped,
-    matrix,
-    downtimeMs: servicesAnsweringAt === undefined ? undefined : downtime(),
+    matrix: state.matrix,
+    downtimeMs: state.servicesAnsweringAt === undefined ? undefined : state.downtimeMs(),
     values: log.values,
   };
 }
 
-/** In reverse: NAT rules if the network phase began, then the containers whose child finished (a cancelled child undid its own). */
-async function compensateAll(plan: Plan, log: ReturnType<typeof newStepLog>, networkTouched: boolean): Promise<void> {
-  if (networkTouched) await runSteps(networkCompensationSteps(plan), { mode: 'live', hosts: hostTargets(plan), log, onFailure: 'fail' });
-  const finished = plan.containers.filter((c) => log.values[`ip:${c.name}`] !== undefined).reverse();
-  for (const c of finished) await compensate(plan, c.name, log);
-}
-
-/** The step a failed child names (`StepFailed` details), if any. */
-function failedStepOf(err: unknown): string | undefined {
+/** A child that failed on a step (onFailure `fail`): the step's own failure, not the child's wrapper. */
+function stepFailureOf(err: unknown): ApplicationFailure | undefined {
   if (!(err instanceof ChildWorkflowFailure)) return undefined;
   const cause = err.cause;
-  if (!(cause instanceof ApplicationFailure) || cause.type !== STEP_FAILED) return undefined;
-  return (cause.details?.[0] as { stepId?: string } | undefined)?.stepId;
+  return cause instanceof ApplicationFailure && cause.type === STEP_FAILED ? cause : undefined;
 }
 
 /** The verification matrix from the verify phase's probe outcomes. */
@@ -343,11 +227,22 @@ function matrixOf(steps: Step[], outcomes: StepOutcome[]): MatrixEntry[] {
   });
 }
 
-/** Runs `f` over `items` with at most `limit` at once; the first failure fails the whole. */
+/** What a container's child needs of the record: the run's timestamp and that container's own values. */
+function valuesOf(container: string, values: Record<string, string>): Record<string, string> {
+  return Object.fromEntries(Object.entries(values).filter(([k]) => k === 'stamp:run' || k.endsWith(`:${container}`)));
+}
+
+/** Runs `f` over `items` with at most `limit` at once; after the first failure nothing new starts. */
 async function boundedAll<T>(items: T[], limit: number, f: (item: T) => Promise<void>): Promise<void> {
   const queue = [...items];
+  let failed = false;
   const lanes = Array.from({ length: Math.min(limit, queue.length) }, async () => {
-    for (let item = queue.shift(); item !== undefined; item = queue.shift()) await f(item);
+    for (let item = queue.shift(); item !== undefined && !failed; item = queue.shift()) {
+      await f(item).catch((err: unknown) => {
+        failed = true;
+        throw err;
+      });
+    }
   });
   await Promise.all(lanes);
 }

@@ -3,7 +3,7 @@
  * step kind, and the loop that executes steps in order, keeping learned values and step states.
  * A failed step either fails the run or waits for an operator's retry or skip, as the caller says.
  */
-import { ApplicationFailure, condition, isCancellation, proxyActivities, sleep } from '@temporalio/workflow';
+import { ActivityCancellationType, ApplicationFailure, condition, isCancellation, proxyActivities, sleep } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import type { HostTarget } from '../activities/executor';
 import type { Mode, StepInput, StepOutcome } from '../activities/steps';
@@ -11,27 +11,38 @@ import { NON_RETRYABLE } from '../errors';
 import type { HostRole, Plan } from '../plan/schema';
 import type { Step, StepProfile } from '../runbook/model';
 import { valuesFor } from '../runbook/values';
-import type { Decision, StepState } from './messages';
+import type { Decision, SkippedStep, StepState } from './messages';
 
 const nonRetryableErrorTypes = [...NON_RETRYABLE];
 
-/** One proxy per option profile. */
+/**
+ * One proxy per option profile. Every activity heartbeats on a timer (a few seconds), so a short
+ * heartbeat timeout is what notices a dead worker: its step is retried on another (or the
+ * restarted) worker within about 20 s, whatever the step's own length. Cancellation waits for the
+ * activity to end its remote command, so nothing of a cancelled step still runs on a host when the
+ * compensation starts.
+ */
+const HEARTBEAT_TIMEOUT = '20 seconds';
 const proxies: Record<StepProfile, Activities> = {
-  // Control-plane calls: quick, a few retries.
+  // Control-plane calls: quick, a few retries of what retrying can fix.
   quick: proxyActivities<Activities>({
-    startToCloseTimeout: '5 minutes',
-    retry: { initialInterval: '2s', backoffCoefficient: 2, maximumInterval: '1 minute', maximumAttempts: 5, nonRetryableErrorTypes },
+    startToCloseTimeout: '30 minutes',
+    heartbeatTimeout: HEARTBEAT_TIMEOUT,
+    cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+    retry: { initialInterval: '2s', backoffCoefficient: 2, maximumInterval: '30s', maximumAttempts: 5, nonRetryableErrorTypes },
   }),
-  // Copies, rsyncs and pushes: long, heartbeating, cancellation waits for their cleanup.
+  // Copies, rsyncs and pushes: long; their attempts resume (rsync --partial, idempotent checks).
   transfer: proxyActivities<Activities>({
     startToCloseTimeout: '12 hours',
-    heartbeatTimeout: '2 minutes',
-    cancellationType: 'WAIT_CANCELLATION_COMPLETED',
-    retry: { initialInterval: '10s', backoffCoefficient: 2, maximumInterval: '5 minutes', maximumAttempts: 10, nonRetryableErrorTypes },
+    heartbeatTimeout: HEARTBEAT_TIMEOUT,
+    cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+    retry: { initialInterval: '5s', backoffCoefficient: 2, maximumInterval: '2 minutes', maximumAttempts: 10, nonRetryableErrorTypes },
   }),
   // Polls (an address after start, a service coming up): a fixed interval.
   poll: proxyActivities<Activities>({
-    startToCloseTimeout: '1 minute',
+    startToCloseTimeout: '2 minutes',
+    heartbeatTimeout: HEARTBEAT_TIMEOUT,
+    cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
     retry: { initialInterval: '3s', backoffCoefficient: 1, maximumAttempts: 40, nonRetryableErrorTypes },
   }),
 };
@@ -39,11 +50,7 @@ const proxies: Record<StepProfile, Activities> = {
 /** A failure type the child raises so the parent knows which step to retry or skip. */
 export const STEP_FAILED = 'StepFailed';
 
-export interface SkippedStep {
-  id: string;
-  by: string;
-  reason: string;
-}
+export type { SkippedStep } from './messages';
 
 export interface StepLog {
   states: Record<string, StepState>;
@@ -75,16 +82,21 @@ export interface RunContext {
   mode: Mode;
   hosts: Record<HostRole, HostTarget>;
   log: StepLog;
-  /** Steps an operator chose to skip before this run (a re-run child gets them from its parent). */
-  skip?: SkippedStep[];
   /**
    * Where failures go: `fail` throws a `StepFailed` failure naming the step; `wait` waits for
-   * `decide` to return an operator's retry or skip.
+   * `decide` to return an operator's retry or skip, and resumes at that step.
    */
   onFailure: 'fail' | 'wait';
   decide?: (stepId: string) => Promise<Decision>;
-  /** Waits while the migration is paused. */
+  /** Waits while the migration is paused: called before every step. */
   whilePaused?: () => Promise<void>;
+  /** Told when a step starts and when its state changes (a child reports them to its parent). */
+  onStep?: (step: Step, state: StepState) => Promise<void>;
+  /**
+   * Steps skipped so far in this chain (a container's steps, or the tenant's): a later step whose
+   * check passes is `precondition-skipped`, not `already-done`. Shared across `runSteps` calls.
+   */
+  skippedInChain?: string[];
 }
 
 /** Executes one step by kind. Dry runs record every step through `runStep`. */
@@ -140,7 +152,8 @@ export function msOf(d: string): number {
   return Number(m[1]) * unit;
 }
 
-function messageOf(err: unknown): string {
+/** The innermost message of a failure, trimmed. */
+export function messageOf(err: unknown): string {
   const e = err as { message?: string; cause?: { message?: string; cause?: { message?: string } } };
   return (e.cause?.cause?.message ?? e.cause?.message ?? e.message ?? String(err)).slice(0, 1500);
 }
@@ -148,37 +161,45 @@ function messageOf(err: unknown): string {
 /** Runs steps in order; see `RunContext.onFailure` for what a failure does. */
 export async function runSteps(steps: Step[], ctx: RunContext): Promise<void> {
   const { log } = ctx;
+  const set = async (step: Step, state: StepState) => {
+    log.states[step.id] = state;
+    await ctx.onStep?.(step, state);
+  };
   for (const step of steps) {
-    const preSkipped = ctx.skip?.find((s) => s.id === step.id);
-    if (preSkipped) {
-      log.states[step.id] = 'skipped';
-      if (!log.skipped.some((s) => s.id === step.id)) log.skipped.push(preSkipped);
+    if (log.states[step.id] === 'skipped') continue;
+    if (ctx.whilePaused) await ctx.whilePaused();
+    // The record of the source is taken once: a value already known is never taken again from a
+    // host that the migration has since changed.
+    if (ctx.mode === 'live' && step.once && step.captureAs && log.values[step.captureAs.key] !== undefined) {
+      await set(step, 'already-done');
       continue;
     }
-    if (ctx.whilePaused) await ctx.whilePaused();
     for (;;) {
-      log.states[step.id] = 'running';
+      await set(step, 'running');
       try {
         const outcome = await execute(step, ctx);
-        log.states[step.id] = outcome.status;
         if (outcome.captured) log.values[outcome.captured.key] = outcome.captured.value;
-        log.outcomes.push(outcome);
+        const after = outcome.status === 'already-done' && ctx.skippedInChain?.length ? ctx.skippedInChain : undefined;
+        log.outcomes.push(after ? { ...outcome, afterSkipped: [...after] } : outcome);
         delete log.failures[step.id];
+        await set(step, after ? 'precondition-skipped' : outcome.status);
         break;
       } catch (err) {
         if (isCancellation(err)) {
           log.states[step.id] = 'pending';
           throw err;
         }
-        log.states[step.id] = 'failed';
         log.failures[step.id] = messageOf(err);
+        await set(step, 'failed');
         if (ctx.onFailure === 'fail' || !ctx.decide) {
           throw ApplicationFailure.create({ type: STEP_FAILED, nonRetryable: true, message: `${step.id}: ${messageOf(err)}`, details: [{ stepId: step.id }], cause: err as Error });
         }
         const decision = await ctx.decide(step.id);
         if (decision.action === 'skip') {
-          log.states[step.id] = 'skipped';
-          log.skipped.push({ id: step.id, by: decision.by, reason: decision.reason ?? '' });
+          if (!log.skipped.some((s) => s.id === step.id)) log.skipped.push({ id: step.id, by: decision.by, reason: decision.reason ?? '' });
+          delete log.failures[step.id];
+          ctx.skippedInChain?.push(step.id);
+          await set(step, 'skipped');
           break;
         }
       }
