@@ -18,6 +18,11 @@ export const FailureType = {
   Refused: 'Refused',
   /** A remote command failed; retryable unless a more specific type applies. */
   CommandFailed: 'CommandFailed',
+  /**
+   * A remote command failed in a way a retry repeats (command missing, file missing, permission
+   * denied): the host or the plan needs fixing first.
+   */
+  CommandCannotSucceed: 'CommandCannotSucceed',
   /** A secret reference could not be resolved by the worker. */
   SecretUnavailable: 'SecretUnavailable',
 } as const;
@@ -32,5 +37,6 @@ export const NON_RETRYABLE: FailureTypeName[] = [
   FailureType.NameClash,
   FailureType.NoSpace,
   FailureType.Refused,
+  FailureType.CommandCannotSucceed,
   FailureType.SecretUnavailable,
 ];

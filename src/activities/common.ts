@@ -3,12 +3,13 @@
  * turning a failed command into a readable failure.
  */
 import { ApplicationFailure, Context } from '@temporalio/activity';
+import { createHash } from 'node:crypto';
 import { FailureType } from '../errors';
 import type { HostRole } from '../plan/schema';
 import type { Step } from '../runbook/model';
 import { hostCommand, placeholdersIn } from '../runbook/shell';
-import type { CommandExecutor, CommandResult, HostTarget } from './executor';
-import { relevantLines, trimOutput } from './output';
+import type { CommandExecutor, CommandGuard, CommandResult, HostTarget } from './executor';
+import { redact, relevantLines, trimOutput } from './output';
 
 export type Mode = 'dry-run' | 'live';
 
@@ -33,6 +34,8 @@ export interface StepOutcome {
   captured?: { key: string; value: string };
   /** Probes: whether the thing answered. */
   ok?: boolean;
+  /** Set by the workflow: the check passed, but these earlier steps of its chain were skipped. */
+  afterSkipped?: string[];
   startedAt: string;
   durationMs: number;
 }
@@ -44,6 +47,8 @@ export interface ActivityDeps {
   live?: CommandExecutor;
   /** Resolves secret references (`env:`, `file:`) in the worker; never called with a value. */
   resolveSecret?: (ref: string) => Promise<string>;
+  /** Between heartbeats of a running activity. Default 5 s. */
+  heartbeatIntervalMs?: number;
 }
 
 export function badPlan(message: string): ApplicationFailure {
@@ -54,14 +59,51 @@ export function refused(type: string, message: string): ApplicationFailure {
   return ApplicationFailure.create({ type, nonRetryable: true, message });
 }
 
-/** A failed command as a failure: step, host, exit code, the command and the stderr lines that matter. */
-export function commandFailed(step: Step, command: string, r: CommandResult): ApplicationFailure {
+/** Output that a later attempt may not see: the network, a lock, a busy device, a loaded host. */
+const TRANSIENT = /connection (reset|refused|closed|timed out)|\btimed? ?out\b|\bbusy\b|temporarily unavailable|try again/i;
+/** Output that every attempt would repeat: the host or the plan needs fixing first. */
+const PERMANENT = /command not found|no such file or directory|permission denied|not authorized|operation not permitted|a password is required|not in the sudoers file/i;
+
+/** Why no retry of a failed command can succeed, or undefined when one might. */
+function cannotSucceed(r: CommandResult): string | undefined {
+  if (r.exitCode === 127) return 'a command is missing on the host';
+  if (r.exitCode === 126) return 'a command is not executable on the host';
+  // ssh(1) exits 255 when it loses its connection, and the pool reports a missing status so.
+  if (r.exitCode === 255) return undefined;
+  const lines = `${r.stderr}\n${r.stdout}`.split('\n');
+  if (lines.some((l) => TRANSIENT.test(l))) return undefined;
+  const permanent = lines.find((l) => PERMANENT.test(l));
+  return permanent === undefined ? undefined : redact(permanent.trim()).slice(0, 200);
+}
+
+/**
+ * A failed command as a failure: step, host, exit code, the command and the stderr lines that
+ * matter. `CommandCannotSucceed` (not retried) when the output shows a retry would repeat it,
+ * else `CommandFailed` (retried).
+ */
+export function commandFailed(step: Step, command: string, r: CommandResult, target?: HostTarget): ApplicationFailure {
   const why = relevantLines(r.stderr) || relevantLines(r.stdout) || '(no output)';
+  const where = target ? `${step.host} ${target.user}@${target.address}` : step.host;
+  const reason = cannotSucceed(r);
+  const verdict = reason === undefined ? '' : `, which a retry would repeat (${reason}); fix the host or the plan, then retry the step`;
   return ApplicationFailure.create({
-    type: FailureType.CommandFailed,
-    message: `${step.id} failed on ${step.host}: exit ${r.exitCode}\n$ ${trimOutput(command, 400)}\n${why}`,
+    type: reason === undefined ? FailureType.CommandFailed : FailureType.CommandCannotSucceed,
+    nonRetryable: reason !== undefined,
+    message: `${step.id} failed on ${where}: exit ${r.exitCode}${verdict}\n$ ${trimOutput(command, 400)}\n${why}`,
     details: [{ step: step.id, host: step.host, exitCode: r.exitCode }],
   });
+}
+
+/**
+ * The guard for a step's main command (see `RunOptions.guard`): the workflow and the step, so a
+ * retried attempt stops whatever an earlier one of the same step still runs on the host.
+ */
+export function guardOf(step: Step): CommandGuard {
+  const workflowId = currentActivity()?.info.workflowExecution?.workflowId ?? 'local';
+  let key = `${workflowId}.${step.id}`.replace(/[^A-Za-z0-9._-]/g, '_');
+  // It names a file: a long key keeps its start and a digest of the whole.
+  if (key.length > 200) key = `${key.slice(0, 150)}.${createHash('sha256').update(key).digest('hex').slice(0, 16)}`;
+  return { key, ...(step.sudo ? { sudo: true } : {}) };
 }
 
 /** The live executor, or a non-retryable failure on a dry-run-only worker. */

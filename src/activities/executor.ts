@@ -28,14 +28,33 @@ export interface CommandResult {
 export interface RunOptions {
   /** Bytes written to the command's stdin (secrets travel here, never in the command line). */
   stdin?: string;
-  /** Called with output chunks; long commands heartbeat from it. */
+  /** Called with output chunks (progress reports: rsync's `--info=progress2`). */
   onOutput?: (chunk: string) => void;
-  /** Aborting closes the channel (the remote command gets SIGHUP). */
+  /** Aborting stops the remote command's process group and closes the channel. */
   signal?: AbortSignal;
+  /**
+   * One step's command at a time on the host: before the command starts, the host stops whatever
+   * an earlier attempt with the same key still runs (a worker that died mid-step leaves it
+   * running), and logs start and exit to `~/.gbo-migrate/commands.log`.
+   */
+  guard?: CommandGuard;
+}
+
+/** Identifies a step's command across attempts; see `RunOptions.guard`. */
+export interface CommandGuard {
+  /** The workflow and the step, `[A-Za-z0-9._-]` only (it names a file on the host). */
+  key: string;
+  /** The command runs through sudo: stopping an earlier attempt's processes needs sudo too. */
+  sudo?: boolean;
 }
 
 export interface CommandExecutor {
   run(target: HostTarget, command: string, options?: RunOptions): Promise<CommandResult>;
+  /**
+   * Connects and authenticates (host key checked against known_hosts, login accepted) without
+   * running anything. Executors that do not authenticate hosts have nothing to check, and omit it.
+   */
+  connect?(target: HostTarget, options?: { signal?: AbortSignal }): Promise<void>;
 }
 
 /** One command the dry run would have run. */

@@ -58,8 +58,13 @@ export function parseNames(csv: string): string[] {
     .filter(Boolean);
 }
 
+/** The last word of `text` as a whole number of bytes (`df`'s last line, a sum). */
 export function parseBytes(text: string): string {
   const n = text.trim().split(/\s+/).pop() ?? '';
+  if (/^\d+(\.\d+)?e\+?\d+$/i.test(n)) {
+    // mawk's `print` of a sum past 2^31: precision already lost, so the command must print it with printf "%.0f".
+    throw new Error(`expected a byte count in whole digits, got ${JSON.stringify(n)} in exponent notation; the command must print the number with printf "%.0f"`);
+  }
   if (!/^\d+$/.test(n)) throw new Error(`expected a byte count, got ${JSON.stringify(text.slice(0, 80))}`);
   return n;
 }

@@ -6,9 +6,10 @@
  */
 import { ApplicationFailure } from '@temporalio/activity';
 import { dnsQuery, tcpProbe } from '../probe/probes';
-import { commandOf, currentActivity, liveExecutor, outcomeOf, type ActivityDeps, type StepInput, type StepOutcome } from './common';
+import { commandOf, guardOf, liveExecutor, outcomeOf, type ActivityDeps, type StepInput, type StepOutcome } from './common';
+import { withHeartbeat, type Heartbeat } from './heartbeat';
 
-async function probeOnce(deps: ActivityDeps, input: StepInput): Promise<{ ok: boolean; detail: string; command: string }> {
+async function probeOnce(deps: ActivityDeps, input: StepInput, hb: Heartbeat): Promise<{ ok: boolean; detail: string; command: string }> {
   const { step, hosts } = input;
   if (step.host === 'worker') {
     const p = step.params ?? {};
@@ -22,25 +23,30 @@ async function probeOnce(deps: ActivityDeps, input: StepInput): Promise<{ ok: bo
     return { ok: r.ok, detail: r.error ?? `connected in ${r.ms} ms`, command: step.command };
   }
   const command = commandOf(input);
-  const r = await liveExecutor(deps).run(hosts[step.host], command);
+  const r = await liveExecutor(deps).run(hosts[step.host], command, hb.watch({ guard: guardOf(step) }));
   return { ok: r.exitCode === 0, detail: r.exitCode === 0 ? 'answered' : `exit ${r.exitCode} ${r.stderr.trim().slice(0, 200)}`, command };
+}
+
+async function probe(deps: ActivityDeps, input: StepInput, hb: Heartbeat): Promise<StepOutcome> {
+  const outcome = outcomeOf(input.step);
+  const attempts = input.step.phase === 'verify' ? 3 : 1;
+  hb.report({ doing: 'probe' });
+  let last = await probeOnce(deps, input, hb);
+  for (let i = 1; i < attempts && !last.ok; i++) {
+    hb.report({ attempt: i });
+    await new Promise((r) => setTimeout(r, 1500));
+    last = await probeOnce(deps, input, hb);
+  }
+  if (!last.ok && input.step.phase !== 'verify') {
+    throw ApplicationFailure.create({ type: 'ProbeFailed', message: `${input.step.id}: no answer: ${last.detail}` });
+  }
+  return outcome({ status: 'done', command: last.command, ok: last.ok, output: last.detail });
 }
 
 export function createProbeActivities(deps: ActivityDeps) {
   return {
     async probe(input: StepInput): Promise<StepOutcome> {
-      const outcome = outcomeOf(input.step);
-      const attempts = input.step.phase === 'verify' ? 3 : 1;
-      let last = await probeOnce(deps, input);
-      for (let i = 1; i < attempts && !last.ok; i++) {
-        currentActivity()?.heartbeat({ attempt: i });
-        await new Promise((r) => setTimeout(r, 1500));
-        last = await probeOnce(deps, input);
-      }
-      if (!last.ok && input.step.phase !== 'verify') {
-        throw ApplicationFailure.create({ type: 'ProbeFailed', message: `${input.step.id}: no answer: ${last.detail}` });
-      }
-      return outcome({ status: 'done', command: last.command, ok: last.ok, output: last.detail });
+      return withHeartbeat(input.step.id, (hb) => probe(deps, input, hb), deps);
     },
   };
 }

@@ -6,34 +6,41 @@
 import { ApplicationFailure } from '@temporalio/activity';
 import { FailureType } from '../errors';
 import { rewriteUpstreams } from '../proxy/caddy';
-import { commandFailed, commandOf, liveExecutor, outcomeOf, type ActivityDeps, type StepInput, type StepOutcome } from './common';
+import { commandFailed, commandOf, guardOf, liveExecutor, outcomeOf, type ActivityDeps, type StepInput, type StepOutcome } from './common';
+import { withHeartbeat, type Heartbeat } from './heartbeat';
+
+async function rewriteCaddy(deps: ActivityDeps, input: StepInput, hb: Heartbeat): Promise<StepOutcome> {
+  const { step, hosts, values } = input;
+  const outcome = outcomeOf(step);
+  const live = liveExecutor(deps);
+  const target = hosts.destination;
+  const p = step.params ?? {};
+  const map: Record<string, string> = {};
+  for (const c of (p.containers as string[]) ?? []) {
+    const from = values[`oldip:${c}`];
+    const to = values[`ip:${c}`];
+    if (from && to && from !== to) map[from] = to;
+  }
+  const read = commandOf(input, String(p.read));
+  hb.report({ doing: 'read' });
+  const current = await live.run(target, read, hb.watch());
+  if (current.exitCode !== 0) throw commandFailed(step, read, current, target);
+  const { text, replaced } = rewriteUpstreams(current.stdout, map);
+  // Nothing left to rewrite (a re-run after install): write nothing, so nothing is pending.
+  if (text === current.stdout) return outcome({ status: 'already-done', command: read, exitCode: 0, output: 'no old container address in the config' });
+  if (text.trim() === '') throw ApplicationFailure.create({ type: FailureType.Refused, nonRetryable: true, message: `${step.id}: the current Caddy config is empty; refusing to write an empty config` });
+  const write = commandOf(input, String(p.write));
+  hb.report({ doing: 'write' });
+  const written = await live.run(target, write, hb.watch({ stdin: text, guard: guardOf(step) }));
+  if (written.exitCode !== 0) throw commandFailed(step, write, written, target);
+  const summary = Object.entries(replaced).map(([ip, n]) => `${ip}→${map[ip]} ×${n}`).join(', ') || 'no old address found (already rewritten)';
+  return outcome({ status: 'done', command: `${read} | rewrite | ${write}`, exitCode: 0, output: summary });
+}
 
 export function createProxyActivities(deps: ActivityDeps) {
   return {
     async rewriteCaddy(input: StepInput): Promise<StepOutcome> {
-      const { step, hosts, values } = input;
-      const outcome = outcomeOf(step);
-      const live = liveExecutor(deps);
-      const target = hosts.destination;
-      const p = step.params ?? {};
-      const map: Record<string, string> = {};
-      for (const c of (p.containers as string[]) ?? []) {
-        const from = values[`oldip:${c}`];
-        const to = values[`ip:${c}`];
-        if (from && to && from !== to) map[from] = to;
-      }
-      const read = commandOf(input, String(p.read));
-      const current = await live.run(target, read);
-      if (current.exitCode !== 0) throw commandFailed(step, read, current);
-      const { text, replaced } = rewriteUpstreams(current.stdout, map);
-      // Nothing left to rewrite (a re-run after install): write nothing, so nothing is pending.
-      if (text === current.stdout) return outcome({ status: 'already-done', command: read, exitCode: 0, output: 'no old container address in the config' });
-      if (text.trim() === '') throw ApplicationFailure.create({ type: FailureType.Refused, nonRetryable: true, message: `${step.id}: the current Caddy config is empty; refusing to write an empty config` });
-      const write = commandOf(input, String(p.write));
-      const written = await live.run(target, write, { stdin: text });
-      if (written.exitCode !== 0) throw commandFailed(step, write, written);
-      const summary = Object.entries(replaced).map(([ip, n]) => `${ip}→${map[ip]} ×${n}`).join(', ') || 'no old address found (already rewritten)';
-      return outcome({ status: 'done', command: `${read} | rewrite | ${write}`, exitCode: 0, output: summary });
+      return withHeartbeat(input.step.id, (hb) => rewriteCaddy(deps, input, hb), deps);
     },
   };
 }

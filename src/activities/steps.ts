@@ -5,8 +5,9 @@
  */
 import { FailureType } from '../errors';
 import type { Step } from '../runbook/model';
-import { badPlan, commandFailed, commandOf, currentActivity, liveExecutor, outcomeOf, refused, type ActivityDeps, type StepInput, type StepOutcome } from './common';
+import { badPlan, commandFailed, commandOf, guardOf, liveExecutor, outcomeOf, refused, type ActivityDeps, type StepInput, type StepOutcome } from './common';
 import type { CommandExecutor, HostTarget } from './executor';
+import { withHeartbeat, type Heartbeat } from './heartbeat';
 import { trimOutput } from './output';
 import { parseCapture } from './parse';
 
@@ -42,58 +43,61 @@ async function checkCapture(step: Step, value: string, input: StepInput, live: C
   }
 }
 
+/** `runStep`'s work, heartbeating through `hb`. */
+async function runStep(deps: ActivityDeps, input: StepInput, hb: Heartbeat): Promise<StepOutcome> {
+  const { step, hosts, mode } = input;
+  const outcome = outcomeOf(step);
+  const command = commandOf(input);
+  if (mode === 'dry-run') {
+    if (step.host !== 'worker' && command !== '') await deps.dryRun.run(hosts[step.host], command);
+    return outcome({ status: 'recorded', command });
+  }
+  if (step.once && step.captureAs && input.values[step.captureAs.key] !== undefined) {
+    return outcome({ status: 'already-done', command });
+  }
+  const live = liveExecutor(deps);
+  if (step.host === 'worker') throw badPlan(`${step.id}: a ${step.kind} step has no command to run on a host`);
+  const target = hosts[step.host];
+
+  if (step.check !== undefined) {
+    const checkHost = step.checkOn === undefined || step.checkOn === 'worker' ? step.host : step.checkOn;
+    hb.report({ doing: 'check' });
+    const checked = await live.run(hosts[checkHost], commandOf(input, step.check, step.checkSudo), hb.watch());
+    if (checked.exitCode === 0) return outcome({ status: 'already-done', command, exitCode: 0 });
+  }
+  // Poll steps (an address that DHCP has yet to hand out) try again here, once a second, before
+  // the activity fails and its retry policy takes over.
+  const pollUntil = Date.now() + (step.profile === 'poll' ? 45_000 : 0);
+  for (;;) {
+    hb.report({ doing: 'command' });
+    const r = await live.run(target, command, hb.watch({ guard: guardOf(step) }));
+    if (r.exitCode !== 0) {
+      const failure = commandFailed(step, command, r, target);
+      throw step.refuses ? refused(FailureType.Refused, `${step.title}: refused.\n${failure.message}`) : failure;
+    }
+    if (!step.captureAs) return outcome({ status: 'done', command, exitCode: 0, output: trimOutput(r.stdout + r.stderr, 600) });
+    let value: string;
+    try {
+      value = parseCapture(step.captureAs.kind, r.stdout);
+    } catch (err) {
+      if (Date.now() < pollUntil && !hb.signal?.aborted) {
+        hb.report({ waiting: (err as Error).message });
+        await new Promise((res) => setTimeout(res, 1000));
+        continue;
+      }
+      throw commandFailed(step, command, { ...r, stderr: `unexpected output: ${(err as Error).message}\n${r.stderr}` }, target);
+    }
+    await checkCapture(step, value, input, live, target);
+    // Only the parsed value enters history: raw output (an instance's whole config) may hold secrets.
+    return outcome({ status: 'done', command, exitCode: 0, captured: { key: step.captureAs.key, value: step.captureAs.kind === 'text' ? trimOutput(value, 600) : value } });
+  }
+}
+
 export function createStepActivities(deps: ActivityDeps) {
   return {
     /** Runs (or, in a dry run, records) one `run` or `capture` step. */
     async runStep(input: StepInput): Promise<StepOutcome> {
-      const { step, hosts, mode } = input;
-      const outcome = outcomeOf(step);
-      const command = commandOf(input);
-      if (mode === 'dry-run') {
-        if (step.host !== 'worker' && command !== '') await deps.dryRun.run(hosts[step.host], command);
-        return outcome({ status: 'recorded', command });
-      }
-      if (step.once && step.captureAs && input.values[step.captureAs.key] !== undefined) {
-        return outcome({ status: 'already-done', command });
-      }
-      const live = liveExecutor(deps);
-      if (step.host === 'worker') throw badPlan(`${step.id}: a ${step.kind} step has no command to run on a host`);
-      const target = hosts[step.host];
-
-      if (step.check !== undefined) {
-        const checkHost = step.checkOn === undefined || step.checkOn === 'worker' ? step.host : step.checkOn;
-        const checked = await live.run(hosts[checkHost], commandOf(input, step.check, step.checkSudo));
-        if (checked.exitCode === 0) return outcome({ status: 'already-done', command, exitCode: 0 });
-      }
-      const activity = currentActivity();
-      // Poll steps (an address that DHCP has yet to hand out) try again here, once a second, before
-      // the activity fails and its retry policy takes over.
-      const pollUntil = Date.now() + (step.profile === 'poll' ? 45_000 : 0);
-      for (;;) {
-        const r = await live.run(target, command, {
-          onOutput: () => activity?.heartbeat({ step: step.id }),
-          signal: activity?.cancellationSignal,
-        });
-        if (r.exitCode !== 0) {
-          const failure = commandFailed(step, command, r);
-          throw step.refuses ? refused(FailureType.Refused, `${step.title}: refused.\n${failure.message}`) : failure;
-        }
-        if (!step.captureAs) return outcome({ status: 'done', command, exitCode: 0, output: trimOutput(r.stdout + r.stderr, 600) });
-        let value: string;
-        try {
-          value = parseCapture(step.captureAs.kind, r.stdout);
-        } catch (err) {
-          if (Date.now() < pollUntil && !activity?.cancellationSignal.aborted) {
-            activity?.heartbeat({ step: step.id, waiting: (err as Error).message });
-            await new Promise((res) => setTimeout(res, 1000));
-            continue;
-          }
-          throw commandFailed(step, command, { ...r, stderr: `unexpected output: ${(err as Error).message}\n${r.stderr}` });
-        }
-        await checkCapture(step, value, input, live, target);
-        // Only the parsed value enters history: raw output (an instance's whole config) may hold secrets.
-        return outcome({ status: 'done', command, exitCode: 0, captured: { key: step.captureAs.key, value: step.captureAs.kind === 'text' ? trimOutput(value, 600) : value } });
-      }
+      return withHeartbeat(input.step.id, (hb) => runStep(deps, input, hb), deps);
     },
   };
 }

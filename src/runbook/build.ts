@@ -106,6 +106,13 @@ function preflight(ctx: Ctx): Step[] {
   // The login user's own file unless the plan names one; `$HOME` expands on the source host.
   const authorizedKeys = srcUser.authorizedKeys ? q(srcUser.authorizedKeys) : '"$HOME/.ssh/authorized_keys"';
   const steps: Step[] = [
+    s({
+      id: 'preflight/tenant/host-keys',
+      title: 'The worker reaches both hosts: host keys pinned in known_hosts, logins accepted',
+      host: 'worker',
+      kind: 'verify-host-keys',
+      command: 'ssh handshake with source and destination (host keys against known_hosts, no command)',
+    }),
     s({ id: 'preflight/tenant/source-version', title: 'LXD answers on the source', host: 'source', kind: 'capture', command: ctx.lxc('version'), captureAs: { kind: 'text', key: 'version:source' } }),
     s({ id: 'preflight/tenant/destination-version', title: 'Incus answers on the destination', host: 'destination', kind: 'capture', command: ctx.incus('version'), captureAs: { kind: 'text', key: 'version:destination' } }),
     s({

@@ -42,6 +42,8 @@ export type StepHost = 'source' | 'destination' | 'worker';
  * - `vault-unseal`: the key comes from the worker's secret store over stdin, never the command.
  * - `pin-host-key`: the source's host key as the worker pins it, written to the destination's
  *   known_hosts for the rsync pull (never learned from the network).
+ * - `verify-host-keys`: the worker connects to both hosts (host keys against known_hosts, login)
+ *   and runs nothing; first, so a wrong key on either host stops the run before any command.
  */
 export type StepKind =
   | 'run'
@@ -54,7 +56,8 @@ export type StepKind =
   | 'wait-cert'
   | 'wait-window'
   | 'vault-unseal'
-  | 'pin-host-key';
+  | 'pin-host-key'
+  | 'verify-host-keys';
 
 /** Activity option profiles: quick control-plane calls, long transfers, polls. */
 export type StepProfile = 'quick' | 'transfer' | 'poll';

@@ -9,7 +9,7 @@ import { existsSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import { StringDecoder } from 'node:string_decoder';
 import { Client, type ClientChannel, type ConnectConfig, type ServerHostKeyAlgorithm, type SyncHostVerifier } from 'ssh2';
-import type { CommandExecutor, CommandResult, HostTarget, RunOptions } from '../activities/executor';
+import type { CommandExecutor, CommandGuard, CommandResult, HostTarget, RunOptions } from '../activities/executor';
 import { redact } from '../activities/output';
 import { FailureType } from '../errors';
 import { checkHostKey, fingerprint, keyTypeOf, parseKnownHosts, preferredHostKeyAlgorithms } from './known-hosts';
@@ -154,8 +154,11 @@ export class SshPool implements CommandExecutor {
   }
 
   async run(target: HostTarget, command: string, options: RunOptions = {}): Promise<CommandResult> {
-    const { signal } = options;
+    const { signal, guard } = options;
     if (signal?.aborted) throw this.cancelled(target);
+    if (guard && !GUARD_KEY.test(guard.key)) {
+      throw nonRetryable(FailureType.BadPlan, `guard key ${JSON.stringify(guard.key.slice(0, 80))} for ${targetLabel(target)} must be 1-200 characters of [A-Za-z0-9._-]`);
+    }
     for (let attempt = 1; ; attempt++) {
       if (this.closed) throw retryable(`SSH pool is closed; not running on ${targetLabel(target)}`);
       const conn = this.connection(target);
@@ -171,6 +174,13 @@ export class SshPool implements CommandExecutor {
         if (signal?.aborted) throw this.cancelled(target);
       }
     }
+  }
+
+  /** Connects to the target, or reuses its connection: the host key checked and the login accepted, nothing run. */
+  async connect(target: HostTarget, options: { signal?: AbortSignal } = {}): Promise<void> {
+    if (options.signal?.aborted) throw this.cancelled(target);
+    if (this.closed) throw retryable(`SSH pool is closed; not connecting to ${targetLabel(target)}`);
+    await this.whileNotAborted(this.connection(target).ready, options.signal, target);
   }
 
   /** Ends every connection; runs still in flight fail. */
@@ -377,7 +387,7 @@ export class SshPool implements CommandExecutor {
 
   /** Runs one command on one channel; the slot is given back when the channel has closed. */
   private exec(conn: Connection, target: HostTarget, command: string, options: RunOptions): Promise<CommandResult> {
-    const { stdin, onOutput, signal } = options;
+    const { stdin, onOutput, signal, guard } = options;
     let released = false;
     const release = () => {
       if (released) return;
@@ -397,7 +407,7 @@ export class SshPool implements CommandExecutor {
       const onAbort = () => {
         settle(() => reject(this.cancelled(target)));
         if (channel) stopChannel(channel);
-        if (remotePid !== undefined) killRemoteGroup(conn, remotePid);
+        if (remotePid !== undefined) killRemoteGroup(conn, remotePid, guard?.sudo === true);
       };
       signal?.addEventListener('abort', onAbort, { once: true });
 
@@ -475,7 +485,7 @@ export class SshPool implements CommandExecutor {
       };
 
       try {
-        conn.client.exec(wrapCommand(command), opened);
+        conn.client.exec(wrapCommand(command, guard), opened);
       } catch (err) {
         release();
         const failure = retryable(`SSH connection to ${hostPort(target)} unusable: ${safeMessage(err)}`);
@@ -493,18 +503,61 @@ const PID_LINE = /^gbo-migrate:pid=(\d+)\n/;
  * Prefixes the command so the login shell first reports its PID on stderr. sshd makes that shell
  * a session leader, so its PID is the process group of everything the command starts: an abort
  * can kill the group. (Closing the channel does not stop a non-pty command, and sshd ignores
- * `signal` requests on root sessions, which run without privilege separation.) The command text
- * itself is unchanged; the pool strips the marker line from stderr.
+ * `signal` requests on root sessions, which run without privilege separation.) With a guard, the
+ * command runs inside `guardScript`. The command text itself is unchanged; the pool strips the
+ * marker line from stderr.
  */
-function wrapCommand(command: string): string {
-  return `echo ${PID_MARKER}$$ >&2; ${command}`;
+function wrapCommand(command: string, guard?: CommandGuard): string {
+  return `echo ${PID_MARKER}$$ >&2; ${guard ? guardScript(command, guard) : command}`;
+}
+
+/** Keys name a pid file on the host. */
+const GUARD_KEY = /^[A-Za-z0-9._-]{1,200}$/;
+
+/**
+ * The step guard, in POSIX sh for the login shell. State lives in `~/.gbo-migrate` of the login
+ * user: `run/<key>.pid` holds the process group (and its leader's start time) of the attempt that
+ * runs the step now, `commands.log` one line per start, stop of an earlier attempt, and exit.
+ *
+ * An earlier attempt's group that is still alive gets TERM, up to 10 s to go, then KILL, before
+ * the command starts. Its start time, where /proc has one, tells it from an unrelated group that
+ * reused the number (Linux keeps a number while it is anyone's group, so a leader gone with its
+ * group alive is still ours). With sudo, checking and killing go through sudo, since the group's
+ * processes run as root. The command runs in a subshell of the login shell (the same process
+ * group), so an `exit` in it still reaches the epilogue that logs its status. Prelude errors stay
+ * off stderr: they would read as the command's.
+ */
+function guardScript(command: string, guard: CommandGuard): string {
+  const kill = guard.sudo ? `sudo -n sh -c 'kill "$@"' gbo-kill "$@" </dev/null` : 'kill "$@"';
+  return [
+    `gbo_d="\${HOME:-/tmp}/.gbo-migrate"; gbo_k='${guard.key}'; gbo_f="$gbo_d/run/$gbo_k.pid"`,
+    `gbo_log() { { echo "$(date -u +%Y-%m-%dT%H:%M:%SZ) $gbo_k $*" >> "$gbo_d/commands.log"; } 2>/dev/null; }`,
+    `gbo_started() { sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f20; }`,
+    `gbo_kill() { ${kill}; }`,
+    `gbo_ours() { case $gbo_p in ''|*[!0-9]*|0|1|$$) return 1;; esac; gbo_kill -0 -"$gbo_p" 2>/dev/null && { [ ! -e "/proc/$gbo_p" ] || [ -z "$gbo_s" ] || [ "$(gbo_started "$gbo_p")" = "$gbo_s" ]; }; }`,
+    `mkdir -p "$gbo_d/run" || { echo "gbo-migrate: cannot create $gbo_d/run for the step guard of $gbo_k" >&2; exit 1; }`,
+    `gbo_p=; gbo_s=; [ -s "$gbo_f" ] && read -r gbo_p gbo_s < "$gbo_f"`,
+    `if gbo_ours; then`,
+    `  gbo_log "stop-previous $gbo_p"; gbo_kill -TERM -"$gbo_p" 2>/dev/null; gbo_t=$(( $(date +%s) + 10 ))`,
+    `  while gbo_kill -0 -"$gbo_p" 2>/dev/null && [ "$(date +%s)" -lt "$gbo_t" ]; do sleep 0.2 2>/dev/null || sleep 1; done`,
+    `  gbo_kill -KILL -"$gbo_p" 2>/dev/null`,
+    `fi`,
+    `echo "$$ $(gbo_started $$)" > "$gbo_f" || { echo "gbo-migrate: cannot write $gbo_f for the step guard" >&2; exit 1; }`,
+    `gbo_log start`,
+    `(`,
+    command,
+    `)`,
+    `gbo_rc=$?; [ "$(cut -d' ' -f1 "$gbo_f" 2>/dev/null)" = "$$" ] && rm -f "$gbo_f"; gbo_log "exit $gbo_rc"; exit $gbo_rc`,
+  ].join('\n');
 }
 
 /** Best effort: SIGTERM the process group of an aborted command, on a channel of its own. */
-function killRemoteGroup(conn: Connection, pid: number): void {
+function killRemoteGroup(conn: Connection, pid: number, sudo: boolean): void {
   if (conn.closed || !Number.isInteger(pid) || pid <= 1) return;
+  // A sudo command's processes are root's: the login user may not signal them.
+  const kill = (target: string) => (sudo ? `sudo -n sh -c 'kill -TERM ${target}' </dev/null` : `kill -TERM ${target}`);
   try {
-    conn.client.exec(`kill -TERM -${pid} 2>/dev/null || kill -TERM ${pid} 2>/dev/null; true`, (err, ch) => {
+    conn.client.exec(`${kill(`-${pid}`)} 2>/dev/null || ${kill(String(pid))} 2>/dev/null; true`, (err, ch) => {
       if (err) return;
       ch.on('error', () => undefined);
       ch.resume();

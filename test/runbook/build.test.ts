@@ -32,6 +32,11 @@ describe('the runbook for pragmatismo', () => {
     for (const p of runbook.phases) expect(p.steps.length).toBeGreaterThan(0);
   });
 
+  it('verifies both host keys before any command runs on either host', () => {
+    expect(steps[0]).toMatchObject({ id: 'preflight/tenant/host-keys', kind: 'verify-host-keys', host: 'worker' });
+    expect(steps.filter((s) => s.kind === 'verify-host-keys')).toHaveLength(1);
+  });
+
   it('has unique step ids', () => {
     expect(new Set(steps.map((s) => s.id)).size).toBe(steps.length);
   });

@@ -4,7 +4,8 @@
  */
 import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { copyFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import type { HostTarget } from '../../src/activities/executor';
 import { SshPool } from '../../src/ssh/pool';
@@ -48,10 +49,21 @@ function expectNoKeyMaterial(message: string, privateKey: string): void {
 
 const acceptedLogins = (log: string) => (log.match(/Accepted publickey for /g) ?? []).length;
 
+/** Is a process whose command line contains `pattern` running on this machine (the sshd's)? */
+const running = (pattern: string) => spawnSync('pgrep', ['-f', pattern]).status === 0;
+
+async function waitFor(what: string, done: () => boolean, ms = 5000): Promise<void> {
+  for (const deadline = Date.now() + ms; !done(); await new Promise((r) => setTimeout(r, 50))) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+  }
+}
+
 (unavailable ? describe.skip : describe)('SshPool against a real sshd', () => {
   let sshd: Sshd;
   let knownHosts: string;
   let target: HostTarget;
+  // A stand-in sudo first on the sessions' PATH (the tests log in as root): the guard's sudo path runs.
+  const bin = mkdtempSync(path.join(tmpdir(), 'gbo-bin-'));
   const pools: SshPool[] = [];
   const newPool = (...args: ConstructorParameters<typeof SshPool>) => {
     const p = new SshPool(...args);
@@ -60,7 +72,8 @@ const acceptedLogins = (log: string) => (log.match(/Accepted publickey for /g) ?
   };
 
   beforeAll(async () => {
-    sshd = await startSshd();
+    writeFileSync(path.join(bin, 'sudo'), `#!/bin/sh\necho "$*" >> ${bin}/sudo.log\n[ "$1" = -n ] && shift\nexec "$@"\n`, { mode: 0o755 });
+    sshd = await startSshd({ env: { PATH: `${bin}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin` } });
     knownHosts = path.join(sshd.dir, 'known_hosts');
     writeFileSync(knownHosts, `# pinned by the test\n${sshd.knownHostsLine}\n`);
     target = {
@@ -79,6 +92,7 @@ const acceptedLogins = (log: string) => (log.match(/Accepted publickey for /g) ?
 
   afterAll(async () => {
     await sshd?.stop();
+    rmSync(bin, { recursive: true, force: true });
   });
 
   it('runs a command and returns stdout, stderr and the exit code', async () => {
@@ -285,6 +299,93 @@ const acceptedLogins = (log: string) => (log.match(/Accepted publickey for /g) ?
     // The connection is still usable, and an already-aborted signal never starts anything.
     expect((await pool.run(target, 'echo after')).stdout).toBe('after\n');
     await expect(pool.run(target, 'true', { signal: AbortSignal.abort() })).rejects.toBeInstanceOf(CancelledFailure);
+  });
+
+  describe('with a step guard', () => {
+    const state = (file: string) => path.join(sshd.home, '.gbo-migrate', file);
+    /** This key's lines of the host's command log, without their timestamps. */
+    const logOf = (key: string) =>
+      (existsSync(state('commands.log')) ? readFileSync(state('commands.log'), 'utf8') : '')
+        .split('\n')
+        .filter((l) => l.split(' ')[1] === key)
+        .map((l) => {
+          expect(l).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ /);
+          return l.split(' ').slice(2).join(' ');
+        });
+
+    it.each([false, true])('stops what an attempt whose worker died still runs before the step runs again (sudo: %s)', async (sudo) => {
+      const key = `migrate-t${sudo ? 1 : 0}-${Date.now()}.copy_tables_copy`;
+      const sleeper = `sleep 30.7${sudo ? 1 : 0}`;
+      const marker = path.join(sshd.dir, `first-attempt-finished-${key}`);
+      const dead = newPool();
+      const first = dead.run(target, `${sleeper}; touch ${marker}`, { guard: { key, sudo } }).catch((e: unknown) => e);
+      await waitFor('the first attempt to run', () => running(sleeper) && existsSync(state(`run/${key}.pid`)));
+      const firstGroup = Number(readFileSync(state(`run/${key}.pid`), 'utf8').split(' ')[0]);
+      // The worker dies: its connection goes, nobody stops the command.
+      await dead.close();
+      expect(await first).toBeInstanceOf(ApplicationFailure);
+      await new Promise((r) => setTimeout(r, 300));
+      expect(running(sleeper)).toBe(true);
+
+      const started = Date.now();
+      const r = await newPool().run(target, 'echo second; cat', { guard: { key, sudo }, stdin: 'in\n' });
+      expect(r).toEqual({ exitCode: 0, stdout: 'second\nin\n', stderr: '' });
+      expect(Date.now() - started).toBeLessThan(12_000);
+      expect(running(sleeper)).toBe(false);
+      expect(existsSync(marker)).toBe(false);
+      expect(logOf(key)).toEqual(['start', `stop-previous ${firstGroup}`, 'start', 'exit 0']);
+      expect(existsSync(state(`run/${key}.pid`))).toBe(false);
+      // Root's processes of a sudo command are stopped through sudo.
+      const sudoLog = existsSync(path.join(bin, 'sudo.log')) ? readFileSync(path.join(bin, 'sudo.log'), 'utf8') : '';
+      expect(sudoLog.includes(`-TERM -${firstGroup}`)).toBe(sudo);
+    });
+
+    it("keeps the command's exit status and stderr, also through an exit in the command", async () => {
+      const key = `migrate-x-${Date.now()}.data_tables_push`;
+      const pool = newPool();
+      const r = await pool.run(target, `echo out; echo err >&2; exit 3 # a comment ends the text`, { guard: { key } });
+      expect(r).toEqual({ exitCode: 3, stdout: 'out\n', stderr: 'err\n' });
+      expect(logOf(key)).toEqual(['start', 'exit 3']);
+      expect(existsSync(state(`run/${key}.pid`))).toBe(false);
+    });
+
+    it('leaves alone a live process group that only reuses the number an earlier attempt recorded', async () => {
+      const key = `migrate-r-${Date.now()}.stop_tables_stop`;
+      const pool = newPool();
+      await pool.run(target, 'true', { guard: { key } });
+      // An unrelated session leader, recorded as if it were the attempt's group with another start time.
+      const stranger = spawn('sleep', ['30.72'], { detached: true, stdio: 'ignore' });
+      try {
+        writeFileSync(state(`run/${key}.pid`), `${stranger.pid} 1\n`);
+        expect((await pool.run(target, 'echo ok', { guard: { key } })).stdout).toBe('ok\n');
+        expect(stranger.exitCode).toBeNull();
+        expect(running('sleep 30.72')).toBe(true);
+        expect(logOf(key)).toEqual(['start', 'exit 0', 'start', 'exit 0']);
+      } finally {
+        stranger.kill('SIGKILL');
+      }
+    });
+
+    it('refuses a key that cannot name a file', async () => {
+      const f = await failureOf(newPool().run(target, 'true', { guard: { key: '../x y' } }));
+      expect(f.type).toBe('BadPlan');
+      expect(f.nonRetryable).toBe(true);
+    });
+  });
+
+  it('connect() checks the host key and logs in without running anything', async () => {
+    const pool = newPool();
+    const sessions = (sshd.log().match(/Starting session: /g) ?? []).length;
+    await pool.connect(target);
+    expect(pool.stats().connectionsOpen).toBe(1);
+    const wrong = path.join(sshd.dir, 'known_hosts.connect-wrong');
+    const [type, b64] = keygen(path.join(sshd.dir, 'connect_other')).publicLine.split(/\s+/);
+    writeFileSync(wrong, `[127.0.0.1]:${sshd.port} ${type} ${b64}\n`);
+    const f = await failureOf(pool.connect({ ...target, knownHosts: `file:${wrong}` }));
+    expect(f.type).toBe('HostKeyMismatch');
+    expect((sshd.log().match(/Starting session: /g) ?? []).length).toBe(sessions);
+    await pool.run(target, 'true');
+    expect((sshd.log().match(/Starting session: /g) ?? []).length).toBe(sessions + 1);
   });
 
   it('close() ends the connections', async () => {

@@ -53,19 +53,24 @@ export interface Sshd {
   clientKeyFile: string;
   clientKey: string;
   hostPubFile: string;
+  /** $HOME of its sessions: what they write there (the step guard's state) stays in the temp dir. */
+  home: string;
   /** `[127.0.0.1]:PORT <type> <base64>` */
   knownHostsLine: string;
   log(): string;
   stop(): Promise<void>;
 }
 
-export async function startSshd(): Promise<Sshd> {
+/** `env`: more variables for its sessions (sshd's SetEnv; values without spaces). */
+export async function startSshd(options: { env?: Record<string, string> } = {}): Promise<Sshd> {
   const dir = mkdtempSync(path.join(tmpdir(), 'gbo-sshd-'));
   // Privilege separation needs this directory; a fresh container may not have it.
   mkdirSync('/run/sshd', { recursive: true, mode: 0o755 });
   const host = keygen(path.join(dir, 'host_ed25519'));
   const client = keygen(path.join(dir, 'client_ed25519'));
   writeFileSync(path.join(dir, 'authorized_keys'), `${client.publicLine}\n`);
+  const home = path.join(dir, 'home');
+  mkdirSync(home);
   const port = await freePort();
   const config = path.join(dir, 'sshd_config');
   writeFileSync(
@@ -84,6 +89,7 @@ export async function startSshd(): Promise<Sshd> {
       'UsePAM no',
       'LogLevel VERBOSE',
       'MaxSessions 10',
+      `SetEnv ${Object.entries({ HOME: home, ...options.env }).map(([k, v]) => `${k}=${v}`).join(' ')}`,
       '',
     ].join('\n'),
   );
@@ -114,6 +120,7 @@ export async function startSshd(): Promise<Sshd> {
     clientKeyFile: path.join(dir, 'client_ed25519'),
     clientKey: client.privateKey,
     hostPubFile: path.join(dir, 'host_ed25519.pub'),
+    home,
     knownHostsLine: `[127.0.0.1]:${port} ${type} ${b64}`,
     log: () => log,
     stop: async () => {
