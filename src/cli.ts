@@ -13,7 +13,7 @@ import { buildRunbook } from './runbook/build';
 import { renderRunbook } from './runbook/print';
 import { runWorker } from './worker';
 import type { UpdateDefinition } from '@temporalio/common';
-import { approveUpdate, pauseUpdate, resumeUpdate, retryStepUpdate, skipStepUpdate, statusQuery, workflowIdOf } from './workflows/messages';
+import { approveUpdate, pauseUpdate, resumeUpdate, retryStepUpdate, reverifyUpdate, skipStepUpdate, statusQuery, workflowIdOf } from './workflows/messages';
 
 const program = new Command();
 program.name('gbo-migrate').description('Migrate a General Bots tenant from an LXD host to an Incus host, durably, on Temporal.').exitOverride();
@@ -146,6 +146,14 @@ program
   .requiredOption('--by <name>', 'who resumes')
   .description('resume a paused migration')
   .action((tenant: string, opts: { by: string }) => operate(tenant, resumeUpdate, opts));
+
+program
+  .command('reverify')
+  .argument('<tenant>')
+  .requiredOption('--by <name>', 'who asks')
+  .requiredOption('--reason <text>', 'what was fixed (recorded)')
+  .description('run the verification matrix again at the cutover gate (after fixing a service by hand)')
+  .action((tenant: string, opts: { by: string; reason: string }) => operate(tenant, reverifyUpdate, opts));
 
 program
   .command('cancel')

@@ -116,6 +116,8 @@ async function execute(step: Step, ctx: RunContext): Promise<StepOutcome> {
       return act.unsealVault(input);
     case 'pin-host-key':
       return act.pinSourceHostKey(input);
+    case 'verify-host-keys':
+      return act.verifyHostKeys(input);
     case 'zone-update':
       return act.updateZone(input);
     case 'wait-dns':

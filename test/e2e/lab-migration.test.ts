@@ -9,7 +9,8 @@
 import { Client, Connection, WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
 import { NativeConnection, type Worker } from '@temporalio/worker';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { historyToJSON } from '@temporalio/common/lib/proto-utils';
 import { join } from 'node:path';
 import { createActivities } from '../../src/activities';
 import { DryRunExecutor } from '../../src/activities/executor';
@@ -78,13 +79,13 @@ suite('migrating the lab tenant', () => {
   const sourceDataIntact = () => execFileSync('sh', ['-c', `cd ${q(plan.data.sourceRoot)} && sha256sum -c --quiet ${q(`${ROOT}/src/manifest.sha256`)}`], { encoding: 'utf8' });
   const destinationNames = () => dst('incus list --format csv -c n').split('\n').filter(Boolean);
 
-  /** Polls the status until `pred`; a failed step or the deadline ends the migration and the test. */
-  async function until(handle: WorkflowHandle, what: string, pred: (s: MigrationStatus) => boolean, ms = 8 * 60_000) {
+  /** Polls the status until `pred`; a failed step (unless `failuresExpected`) or the deadline ends the migration and the test. */
+  async function until(handle: WorkflowHandle, what: string, pred: (s: MigrationStatus) => boolean, ms = 8 * 60_000, failuresExpected = false) {
     const deadline = Date.now() + ms;
     for (;;) {
       const s = await handle.query(statusQuery);
       if (pred(s)) return s;
-      const failed = Object.entries(s.failures);
+      const failed = failuresExpected ? [] : Object.entries(s.failures);
       if (failed.length || Date.now() > deadline) {
         // Cancel, so the workflow puts the source back for the next test; terminate if that hangs.
         await handle.cancel().catch(() => undefined);
@@ -133,6 +134,31 @@ suite('migrating the lab tenant', () => {
     await expect(handle.result()).rejects.toThrow(WorkflowFailedError);
     const status = await handle.query(statusQuery);
     expect(status.phase).toBe('compensated');
+    expect(sourceState()).toEqual(before);
+    expect(destinationNames()).toEqual([]);
+    sourceDataIntact();
+  }, 15 * 60_000);
+
+  test('a step fails inside a child after its source stopped, then cancel: the source exactly as recorded, and running', async () => {
+    const before = sourceState();
+    const canary = plan.containers.find((c) => c.canary) ?? plan.containers[0]!;
+    // A file where the tenant's data folder goes on the destination: the canary's data move fails
+    // (after its source was stopped and copied), and the failure waits for the operator.
+    const blocker = `${plan.data.tenantsRoot}/${plan.tenant}`;
+    dst(`mkdir -p ${q(plan.data.tenantsRoot)} && rm -rf ${q(blocker)} && touch ${q(blocker)}`);
+    try {
+      const handle = await startMigration(client, plan, 'live', taskQueue);
+      const failed = await until(handle, `a failed data/${canary.name}/move`, (s) => s.steps[`data/${canary.name}/move`] === 'failed', 5 * 60_000, true);
+      expect(failed.waitingFor).toMatch(new RegExp(`retryStep or skipStep data/${canary.name}/move`));
+      expect(sourceState()[canary.name]?.status).toBe('Stopped');
+      await handle.cancel();
+      await expect(handle.result()).rejects.toThrow(WorkflowFailedError);
+      const status = await handle.query(statusQuery);
+      expect(status.phase).toBe('compensated');
+      expect(status.undoFailures).toEqual([]);
+    } finally {
+      dst(`rm -f ${q(blocker)}`);
+    }
     expect(sourceState()).toEqual(before);
     expect(destinationNames()).toEqual([]);
     sourceDataIntact();
@@ -193,7 +219,14 @@ suite('migrating the lab tenant', () => {
     for (const phase of ['preflight', 'presync', 'record', 'stop', 'copy', 'data', 'network', 'proxy', 'fixes', 'verify'] as PhaseId[]) {
       for (const step of phaseSteps(runbook, phase)) {
         const input = { step, values, hosts, mode: 'live' as const };
-        const out = step.kind === 'probe' ? await acts.probe(input) : step.kind === 'caddy-rewrite' ? await acts.rewriteCaddy(input) : await acts.runStep(input);
+        const out =
+          step.kind === 'probe'
+            ? await acts.probe(input)
+            : step.kind === 'caddy-rewrite'
+              ? await acts.rewriteCaddy(input)
+              : step.kind === 'verify-host-keys'
+                ? await acts.verifyHostKeys(input)
+                : await acts.runStep(input);
         rerun[step.id] = out.status;
         if (step.check !== undefined && out.status !== 'already-done') changedAgain.push(`${step.id}: ${out.status}`);
       }
@@ -211,6 +244,12 @@ suite('migrating the lab tenant', () => {
     sourceDataIntact();
     await handle.executeUpdate(approveUpdate, { args: [{ gate: 'cleanup', by: 'e2e', reason: 'verified' }] });
     const report = await handle.result();
+    if (process.env.UPDATE_HISTORIES === '1') {
+      // A live lab history for the replay test (test/workflows/replay.test.ts).
+      writeFileSync(join(REPO, 'test', 'fixtures', 'lab-migrate-tenant.history.json'), historyToJSON(await handle.fetchHistory()));
+      const child = client.workflow.getHandle(`${handle.workflowId}-${plan.containers[0]!.name}`);
+      writeFileSync(join(REPO, 'test', 'fixtures', 'lab-migrate-container.history.json'), historyToJSON(await child.fetchHistory()));
+    }
 
     expect(report.approvals.map((a) => `${a.gate}:${a.by}`)).toEqual(['cutover:e2e', 'cleanup:e2e']);
     expect(report.downtimeMs).toBeGreaterThan(0);

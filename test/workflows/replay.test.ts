@@ -41,10 +41,19 @@ beforeAll(async () => {
   if (process.env.UPDATE_HISTORIES === '1') await record();
 }, 120_000);
 
-/** Child workflow IDs derive from the parent's, so a replay needs the recorded workflow ID. */
-const recordedIds: Record<string, string> = { 'migrate-tenant': 'migrate-pragmatismo-dry-run', 'migrate-container': 'migrate-pragmatismo-dry-run-tables' };
+/**
+ * Child workflow IDs derive from the parent's, so a replay needs the recorded workflow ID. The
+ * `lab-` histories are of a live migration on the lab, recorded by test/e2e/lab-migration.test.ts
+ * with UPDATE_HISTORIES=1: failures, retries, heartbeats and the children's reports as they really come.
+ */
+const recordedIds: Record<string, string> = {
+  'migrate-tenant': 'migrate-pragmatismo-dry-run',
+  'migrate-container': 'migrate-pragmatismo-dry-run-tables',
+  'lab-migrate-tenant': 'migrate-pragmatismo',
+  'lab-migrate-container': 'migrate-pragmatismo-proxy',
+};
 
-test.each(['migrate-tenant', 'migrate-container'])('the recorded %s history replays on the current code', async (name) => {
+test.each(Object.keys(recordedIds))('the recorded %s history replays on the current code', async (name) => {
   if (!existsSync(fixture(name))) throw new Error(`${fixture(name)} is missing: record it with UPDATE_HISTORIES=1`);
   const history = historyFromJSON(JSON.parse(readFileSync(fixture(name), 'utf8')));
   expect(history.events?.length).toBeGreaterThan(20);
