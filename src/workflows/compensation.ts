@@ -44,6 +44,8 @@ export async function compensate(plan: Plan, log: StepLog): Promise<UndoFailure[
     try {
       await runSteps([step], { mode: 'live', hosts, log, onFailure: 'fail' });
     } catch (err) {
+      // Reported as what is left to undo by hand, not as a step waiting for a decision.
+      delete log.failures[step.id];
       failures.push({ id: step.id, host: `${step.host} ${step.host === 'worker' ? '' : hosts[step.host].address}`.trim(), error: messageOf(err), byHand: byHand(step, log.values) });
     }
   }

@@ -211,6 +211,7 @@ export class MigrationState extends StepControl {
 
   /** A failed child step waits for the operator even while the parent waits for its children. */
   private childWaiting(): string | undefined {
+    if (this.phase === 'compensating' || this.phase === 'compensated' || this.phase === 'compensation-incomplete') return undefined;
     const failed = Object.keys(this.log.failures).filter((id) => this.log.states[id] === 'failed');
     return failed.length ? `an operator: retryStep or skipStep ${failed.join(', ')}` : undefined;
   }

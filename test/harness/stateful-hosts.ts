@@ -1273,6 +1273,15 @@ export class StatefulHosts implements CommandExecutor {
         },
       },
       {
+        name: 'delete whatever holds a name that was free at preflight (undo)',
+        on: 'destination',
+        re: rx(/^if incus query \/1\.0\/instances\/<name> >\/dev\/null 2>&1; then incus delete --force <1>; fi$/),
+        run: ({ m: [, name = ''] }) => {
+          if (dst.instances[name]) this.deleteInstance(name);
+          return ok();
+        },
+      },
+      {
         name: 'incus delete --force',
         on: 'destination',
         re: rx(/^incus delete --force <name>$/),
