@@ -169,7 +169,6 @@ export async function runSteps(steps: Step[], ctx: RunContext): Promise<void> {
   };
   for (const step of steps) {
     if (log.states[step.id] === 'skipped') continue;
-    if (ctx.whilePaused) await ctx.whilePaused();
     // The record of the source is taken once: a value already known is never taken again from a
     // host that the migration has since changed.
     if (ctx.mode === 'live' && step.once && step.captureAs && log.values[step.captureAs.key] !== undefined) {
@@ -177,6 +176,8 @@ export async function runSteps(steps: Step[], ctx: RunContext): Promise<void> {
       continue;
     }
     for (;;) {
+      // Also before a retry: nothing new starts on a host while the migration is paused.
+      if (ctx.whilePaused) await ctx.whilePaused();
       await set(step, 'running');
       try {
         const outcome = await execute(step, ctx);
