@@ -12,7 +12,7 @@ import type { Plan } from '../plan/schema';
 import { buildRunbook } from '../runbook/build';
 import { CONTAINER_PHASES, stepsOf } from '../runbook/model';
 import { ContainerControl } from './operator-state';
-import { hostTargets, runSteps, type RunContext, type StepLog } from './run-steps';
+import { runSteps, type RunContext, type StepLog } from './run-steps';
 
 export interface MigrateContainerInput {
   plan: Plan;
@@ -36,16 +36,7 @@ export async function migrateContainer(input: MigrateContainerInput): Promise<Mi
   const runbook = buildRunbook(plan);
   const control = new ContainerControl(container, input.values, input.paused ?? false);
   const { log } = control;
-  const ctx: RunContext = {
-    mode,
-    hosts: hostTargets(plan),
-    log,
-    onFailure: input.onFailure ?? 'wait',
-    decide: control.decide,
-    whilePaused: control.whilePaused,
-    onStep: control.onStep,
-    skippedInChain: [],
-  };
+  const ctx: RunContext = { ...control.runContext(plan, mode, input.onFailure), onStep: control.onStep };
   try {
     for (const phase of CONTAINER_PHASES) {
       // Downtime starts when the source stops; the parent measures it from here.

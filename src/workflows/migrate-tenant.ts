@@ -22,7 +22,7 @@ import { compensate } from './compensation';
 import { TENANT_ATTR, type Approval, type MatrixEntry, type SkippedStep } from './messages';
 import { migrateContainer } from './migrate-container';
 import { MigrationState } from './operator-state';
-import { hostTargets, msOf, runSteps, STEP_FAILED, type RunContext } from './run-steps';
+import { msOf, runSteps, STEP_FAILED } from './run-steps';
 
 export interface MigrateTenantInput {
   /** A validated plan (the client validates before starting; the workflow trusts its shape). */
@@ -57,15 +57,7 @@ export async function migrateTenant(input: MigrateTenantInput): Promise<Migratio
   state.installHandlers();
   const { log } = state;
   const byPhase = new Map<PhaseId, StepOutcome[]>();
-  const ctx: RunContext = {
-    mode,
-    hosts: hostTargets(plan),
-    log,
-    onFailure: input.onFailure ?? 'wait',
-    decide: state.decide,
-    whilePaused: state.whilePaused,
-    skippedInChain: [],
-  };
+  const ctx = state.runContext(plan, mode, input.onFailure);
 
   const runPhase = async (id: PhaseId, steps: Step[] = phaseSteps(runbook, id)) => {
     state.enter(id);

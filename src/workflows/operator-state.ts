@@ -40,7 +40,7 @@ import {
   type StepState,
   type UndoFailure,
 } from './messages';
-import { newStepLog, type StepLog } from './run-steps';
+import { hostTargets, newStepLog, type RunContext, type StepLog } from './run-steps';
 
 const now = () => new Date().toISOString();
 const required = (field: string, value: string | undefined, what: string) => {
@@ -57,6 +57,11 @@ export class StepControl {
 
   constructor(values: Record<string, string> = {}) {
     this.log = newStepLog(values);
+  }
+
+  /** How a chain of steps runs under this control: failures wait for `decide`, pauses hold it. */
+  runContext(plan: Plan, mode: Mode, onFailure: 'wait' | 'fail' = 'wait'): RunContext {
+    return { mode, hosts: hostTargets(plan), log: this.log, onFailure, decide: this.decide, whilePaused: this.whilePaused, skippedInChain: [] };
   }
 
   /** Waits for `predicate`, showing `label` in status meanwhile; false if `timeout` ran out. */

@@ -3,7 +3,7 @@
  * step kind, and the loop that executes steps in order, keeping learned values and step states.
  * A failed step either fails the run or waits for an operator's retry or skip, as the caller says.
  */
-import { ActivityCancellationType, ApplicationFailure, condition, isCancellation, proxyActivities, sleep } from '@temporalio/workflow';
+import { ActivityCancellationType, ApplicationFailure, isCancellation, proxyActivities, sleep } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import type { HostTarget } from '../activities/executor';
 import type { Mode, StepInput, StepOutcome } from '../activities/steps';
@@ -207,19 +207,5 @@ export async function runSteps(steps: Step[], ctx: RunContext): Promise<void> {
         }
       }
     }
-  }
-}
-
-/** Waits for a condition with an operator-facing label; the label shows in `status`. */
-export async function waitFor(label: string, setWaiting: (w: string | undefined) => void, predicate: () => boolean, timeout?: string): Promise<boolean> {
-  setWaiting(label);
-  try {
-    if (timeout === undefined) {
-      await condition(predicate);
-      return true;
-    }
-    return await condition(predicate, timeout as `${number}s`);
-  } finally {
-    setWaiting(undefined);
   }
 }
