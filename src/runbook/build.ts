@@ -369,20 +369,16 @@ function copy(ctx: Ctx, c: ContainerPlan): Step[] {
       id: `copy/${c.name}/copy`,
       title: `Copy ${src} → ${c.name}`,
       kind: 'run',
-      // Done only once marked (the next step): an unmarked instance of this name is a copy that an
-      // earlier attempt left half made (preflight refused any other), so it goes before copying again.
+      // Marked in the same command as soon as the copy is whole, so the mark proves it whole: a
+      // retried attempt after a worker died at the copy's end finds it done, and an unmarked
+      // instance of this name is a copy an earlier attempt left half made (preflight refused any
+      // other), so it goes before copying again.
       command:
         `if ${ctx.incus('query', `/1.0/instances/${c.name}`)} >/dev/null 2>&1; then ${ctx.incus('delete', '--force', c.name)} || exit 1; fi; ` +
-        ctx.incus('copy', '--instance-only', `${plan.source.remoteName}:${src}`, c.name, '--storage', plan.destination.storagePool),
+        `${ctx.incus('copy', '--instance-only', `${plan.source.remoteName}:${src}`, c.name, '--storage', plan.destination.storagePool)} && ` +
+        ctx.incus('config', 'set', c.name, `${OWNER_KEY}=${plan.tenant}`),
       check: markedAsOurs(ctx, c.name),
       profile: 'transfer',
-    }),
-    s({
-      id: `copy/${c.name}/mark`,
-      title: `Mark ${c.name} as this migration's`,
-      kind: 'run',
-      command: ctx.incus('config', 'set', c.name, `${OWNER_KEY}=${plan.tenant}`),
-      check: markedAsOurs(ctx, c.name),
     }),
     s({
       id: `copy/${c.name}/nic`,

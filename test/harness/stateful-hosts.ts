@@ -1251,13 +1251,19 @@ export class StatefulHosts implements CommandExecutor {
       {
         name: 'copy from the source (deleting a half-made copy first)',
         on: 'destination',
-        re: rx(/^(?:if incus query \/1\.0\/instances\/<name> >\/dev\/null 2>&1; then incus delete --force <1> \|\| exit 1; fi; )?incus copy --instance-only <name>:<name> <name> --storage (\S+)$/),
+        re: rx(/^(?:if incus query \/1\.0\/instances\/<name> >\/dev\/null 2>&1; then incus delete --force <1> \|\| exit 1; fi; )?incus copy --instance-only <name>:<name> <name> --storage (\S+)(?: && incus config set <4> ([^=\s]+)=(\S+))?$/),
         when: ([, guarded = '', , , name = '']) => guarded === '' || guarded === name,
-        run: ({ m: [, guarded = '', remote = '', src = '', name = '', pool = ''] }) => {
+        run: ({ m: [, guarded = '', remote = '', src = '', name = '', pool = '', key = '', value = ''] }) => {
           if (guarded) this.deleteInstance(name);
-          return this.copyInstance(remote, src, name, pool);
+          const copied = this.copyInstance(remote, src, name, pool);
+          // The mark, in the same command, once the copy is whole.
+          if (copied.exitCode === 0 && key) {
+            (this.destination.instances[name] as DestinationInstance).config[key] = value;
+            this.effect('destination', `config set ${name} ${key}=${value}`);
+          }
+          return copied;
         },
-        // Halfway: the copy exists, unmarked (the next step marks it) and unusable.
+        // Halfway: the copy exists, unmarked (the mark comes only once it is whole) and unusable.
         half: ({ m: [, guarded = '', remote = '', src = '', name = '', pool = ''] }) => {
           if (guarded) this.deleteInstance(name);
           if (this.copyInstance(remote, src, name, pool).exitCode === 0) (this.destination.instances[name] as DestinationInstance).incomplete = true;

@@ -42,9 +42,10 @@ describe('the runbook for pragmatismo', () => {
   });
 
   it('copies each container with the prefix mapping, on the destination, via sudo', () => {
-    // An unmarked instance of the name is a copy an earlier attempt left half made: it goes first.
+    // An unmarked instance of the name is a copy an earlier attempt left half made: it goes first;
+    // the mark comes in the same command once the copy is whole.
     expect(cmd('copy/proxy/copy')).toBe(
-      "sudo -n sh -c 'if incus query /1.0/instances/proxy >/dev/null 2>&1; then incus delete --force proxy || exit 1; fi; incus copy --instance-only lxd-source:pragmatismo-proxy proxy --storage default'",
+      "sudo -n sh -c 'if incus query /1.0/instances/proxy >/dev/null 2>&1; then incus delete --force proxy || exit 1; fi; incus copy --instance-only lxd-source:pragmatismo-proxy proxy --storage default && incus config set proxy user.gbo-migrate.tenant=pragmatismo'",
     );
     expect(cmd('copy/alm-ci/nic')).toBe("sudo -n sh -c 'incus config device add alm-ci eth0 nic name=eth0 network=incusbr0'");
     expect(cmd('copy/system/privileged')).toBe("sudo -n sh -c 'incus config set system security.privileged=true'");
@@ -146,7 +147,7 @@ describe('the runbook for pragmatismo', () => {
   it('prints the whole runbook with hosts and commands', () => {
     const text = renderRunbook(plan, runbook);
     for (const p of runbook.phases) expect(text).toContain(`${p.id}: ${p.title}`);
-    expect(text).toContain("incus copy --instance-only lxd-source:pragmatismo-system system --storage default'");
+    expect(text).toContain('incus copy --instance-only lxd-source:pragmatismo-system system --storage default && incus config set system user.gbo-migrate.tenant=pragmatismo');
     expect(text).toContain('source root@82.29.59.188 $ lxc stop pragmatismo-system');
     expect(text).toContain('On cancel before cutover');
   });

@@ -65,9 +65,11 @@ test('the dry-run migration records every command of the runbook, in order, on t
   // The activities really recorded commands for the hosts, with the run's timestamp filled in.
   const commands = recorder.recorded.map((r) => `${r.host}: ${r.command}`);
   expect(commands).toContain('source: lxc stop pragmatismo-system');
-  // A half-made copy an earlier attempt left (unmarked) goes before the copy runs again.
+  // A half-made copy an earlier attempt left (unmarked) goes before the copy runs again; the mark
+  // comes once the copy is whole.
   expect(commands).toContain(
-    "destination: sudo -n sh -c 'if incus query /1.0/instances/system >/dev/null 2>&1; then incus delete --force system || exit 1; fi; incus copy --instance-only lxd-source:pragmatismo-system system --storage default'",
+    "destination: sudo -n sh -c 'if incus query /1.0/instances/system >/dev/null 2>&1; then incus delete --force system || exit 1; fi; " +
+      `incus copy --instance-only lxd-source:pragmatismo-system system --storage default && incus config set system user.gbo-migrate.tenant=${tenantPlan.tenant}'`,
   );
   expect(commands.find((c) => c.includes('config.bak-'))).toMatch(/config\.bak-\d{12}/);
   expect(report.approvals.map((a) => `${a.gate}:${a.by}`)).toEqual(['cutover:dry-run', 'cleanup:dry-run']);

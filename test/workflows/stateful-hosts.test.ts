@@ -349,7 +349,7 @@ test('a copy interrupted halfway leaves an unmarked instance; the copy step dele
   await expect(hung).rejects.toBeInstanceOf(CancelledFailure);
 
   const effects = hosts.effects.length;
-  expect(await walk(hosts, plan, [copy, ...rest], values)).toMatchObject({ 'copy/tables/copy': 'done', 'copy/tables/mark': 'done' });
+  expect(await walk(hosts, plan, [copy, ...rest], values)).toMatchObject({ 'copy/tables/copy': 'done', 'copy/tables/nic': 'done' });
   expect(hosts.effects.slice(effects).slice(0, 2)).toEqual([
     { host: 'destination', what: 'delete --force tables' },
     { host: 'destination', what: 'copy lxd-source:pragmatismo-tables → tables (pool default)' },
