@@ -56,6 +56,7 @@ fi
 
 # Network: the netns takes incusbr0, the veth peer and the destination's nft/iptables with it.
 ip netns del "$NETNS" 2>/dev/null
+ip netns del "$SRC_FW_NETNS" 2>/dev/null
 ip link del "$VETH_SRC" 2>/dev/null
 ip link del "$SRC_BRIDGE" 2>/dev/null
 for t in "inet lxd" "ip lxd" "ip6 lxd" "bridge lxd"; do nft delete table $t 2>/dev/null; done

@@ -69,6 +69,10 @@ c_ip() { echo "198.18.16.${C_OCTET[$1]}"; }
 log() { printf '[lab %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 in_dst() { ip netns exec "$NETNS" "$@"; }
+# The source host's firewall: LXD needs the root network namespace, so the source host's own
+# iptables commands (over its sshd) act on this namespace's rule set instead of this machine's.
+SRC_FW_NETNS=gbo-srcfw
+SRC_BIN="$GBO_LAB_ROOT/src/bin"
 lxc() { command lxc "$@"; }
 incus() { command incus "$@"; }
 

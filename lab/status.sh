@@ -21,6 +21,7 @@ lab_ssh() { timeout 10 ssh -i "$LAB_KEY" -o BatchMode=yes -o UserKnownHostsFile=
 say "gbo-lab at $GBO_LAB_ROOT"
 say "network"
 check "netns $NETNS" test -e "/run/netns/$NETNS"
+check "source firewall rule set (netns $SRC_FW_NETNS)" test -e "/run/netns/$SRC_FW_NETNS"
 check "veth $VETH_SRC $SRC_ADDR" bash -c "ip -4 addr show dev $VETH_SRC | grep -q 'inet $SRC_ADDR/'"
 check "veth $VETH_DST $DST_ADDR (in $NETNS)" bash -c "ip netns exec $NETNS ip -4 addr show dev $VETH_DST | grep -q 'inet $DST_ADDR/'"
 check "$DST_ADDR:$SSH_PORT reachable" tcp_open "$DST_ADDR" "$SSH_PORT"

@@ -22,7 +22,7 @@ if [ "$(cat "$GBO_LAB_ROOT/params" 2>/dev/null)" = "$PARAMS" ] && bash "$LAB_DIR
   echo "lab:up: already up in $(elapsed) s"
   exit 0
 fi
-if [ -e "$GBO_LAB_ROOT" ] || ip netns list | grep -qw "$NETNS" || ip link show "$VETH_SRC" >/dev/null 2>&1 \
+if [ -e "$GBO_LAB_ROOT" ] || ip netns list | grep -qwE "$NETNS|$SRC_FW_NETNS" || ip link show "$VETH_SRC" >/dev/null 2>&1 \
    || ip link show "$SRC_BRIDGE" >/dev/null 2>&1; then
   log "a lab exists but is not fully up with these parameters ($PARAMS): tearing it down first"
   bash "$LAB_DIR/down.sh" >/dev/null
@@ -41,6 +41,16 @@ in_dst ip addr add "$DST_ADDR/30" dev "$VETH_DST"
 in_dst ip link set "$VETH_DST" up
 # The destination forwards NATed traffic to its containers (the guide's ip_forward=1).
 in_dst sysctl -qw net.ipv4.ip_forward=1
+# The source host's firewall rule set (see lib.sh): what a migration does to the source's
+# iptables lands there, never in this machine's own chains.
+ip netns add "$SRC_FW_NETNS"
+ip netns exec "$SRC_FW_NETNS" ip link set lo up
+mkdir -p "$SRC_BIN"
+for tool in iptables iptables-save iptables-restore; do
+  printf '#!/bin/sh\n# The lab source host'"'"'s firewall: its own rule set (netns %s).\nexec ip netns exec %s /usr/sbin/%s "$@"\n' \
+    "$SRC_FW_NETNS" "$SRC_FW_NETNS" "$tool" > "$SRC_BIN/$tool"
+  chmod 755 "$SRC_BIN/$tool"
+done
 grep -E ' /sys/fs/cgroup' /proc/self/mounts > "$DST_DIR/host-mounts"
 
 # ---------------------------------------------------------------- daemons (start early, in parallel)
@@ -105,7 +115,7 @@ SetEnv HOME=$home $*
 Subsystem sftp /usr/lib/openssh/sftp-server
 CFG
 }
-write_sshd_config "$SRC_DIR" "$SRC_ADDR" "$SRC_HOME" "LXD_DIR=$LXD_DIR" "LXD_CONF=$LXD_CONF"
+write_sshd_config "$SRC_DIR" "$SRC_ADDR" "$SRC_HOME" "LXD_DIR=$LXD_DIR" "LXD_CONF=$LXD_CONF" "PATH=$SRC_BIN:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 write_sshd_config "$DST_DIR" "$DST_ADDR" "$DST_HOME" "INCUS_DIR=$INCUS_DIR" "INCUS_CONF=$INCUS_CONF"
 /usr/sbin/sshd -t -f "$SRC_DIR/ssh/sshd_config"
 on_src /usr/sbin/sshd -f "$SRC_DIR/ssh/sshd_config" -E "$SRC_DIR/log/sshd.log"

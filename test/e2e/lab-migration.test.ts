@@ -165,6 +165,9 @@ suite('migrating the lab tenant', () => {
   }, 15 * 60_000);
 
   test('the whole migration: files, services, matrix, idempotent steps, gates, cleanup', async () => {
+    // What the migration does to the hosts stays on the lab's hosts: this machine's firewall is untouched.
+    const machineFirewall = () => ['filter', 'nat'].map((t) => execFileSync('iptables', ['-t', t, '-S'], { encoding: 'utf8' }));
+    const firewallBefore = machineFirewall();
     const handle = await startMigration(client, plan, 'live', taskQueue);
     const atGate = await until(handle, 'the cutover gate', atCutoverGate);
 
@@ -259,6 +262,7 @@ suite('migrating the lab tenant', () => {
     }
     expect(src('lxc list --format csv -c n')).not.toMatch(new RegExp(`^${plan.source.containerPrefix}`, 'm'));
     expect(destinationNames().sort()).toEqual(plan.containers.map((c) => c.name).sort());
+    expect(machineFirewall()).toEqual(firewallBefore);
   }, 20 * 60_000);
 });
 

@@ -210,6 +210,19 @@ if (!isRoot && !inCI) {
     expect(sshOk(SRC, `test -s ${ROOT}/src/opt/gbo/proxy/conf/config && echo yes`).trim()).toBe('yes');
   });
 
+  test("the source host's firewall is its own rule set: its iptables never touches this machine's", () => {
+    const rule = ['INPUT', '-p', 'tcp', '--dport', '65011', '-j', 'ACCEPT'];
+    const machine = () => execFileSync('iptables', ['-S'], { encoding: 'utf8' });
+    const before = machine();
+    sshOk(SRC, `iptables -I ${rule.join(' ')}`);
+    try {
+      expect(sshOk(SRC, 'iptables -S INPUT')).toContain('--dport 65011 -j ACCEPT');
+      expect(machine()).toBe(before);
+    } finally {
+      sshOk(SRC, `iptables -D ${rule.join(' ')}`);
+    }
+  });
+
   test('the guide prerequisites are left to preflight on a fresh lab', () => {
     if (!fresh) return; // a reused lab may already have them (established by a migration)
     expect(sshOk(DST, 'incus remote list --format csv')).not.toMatch(/lxd-source/);
