@@ -24,25 +24,13 @@ import { SshPool } from '../../src/ssh/pool';
 import { createWorker, resolveSecretValue } from '../../src/worker';
 import { approveUpdate, statusQuery, valuesQuery, type MigrationStatus } from '../../src/workflows/messages';
 import { hostTargets } from '../../src/workflows/run-steps';
+import { rootSuite } from '../harness/needs-root';
 import { quietRuntime } from '../harness/quiet-runtime';
 import { httpGet, tcpConnect } from '../harness/net';
 
 const REPO = join(__dirname, '..', '..');
 const ROOT = process.env.GBO_LAB_ROOT ?? '/var/lib/gbo-lab';
-const isRoot = process.getuid?.() === 0;
-const inCI = process.env.CI === 'true';
-
-if (!isRoot) {
-  if (inCI) {
-    test('the lab migration needs root', () => {
-      throw new Error('CI=true: the end-to-end lab tests need root (network namespaces, LXD, Incus); run CI as root');
-    });
-  } else {
-    test.skip('the lab migration needs root (network namespaces, LXD, Incus): skipped', () => undefined);
-  }
-}
-
-const suite = isRoot ? describe : describe.skip;
+const suite = rootSuite('the end-to-end lab migration');
 
 suite('migrating the lab tenant', () => {
   let plan: Plan;

@@ -11,25 +11,13 @@
 import { execFileSync } from 'node:child_process';
 import { randomInt } from 'node:crypto';
 import { join } from 'node:path';
+import { rootSuite } from '../harness/needs-root';
 import { runFaultSuite } from './suite';
 
 const REPO = join(__dirname, '..', '..');
 const ROOT = process.env.GBO_LAB_ROOT ?? '/var/lib/gbo-lab';
-const isRoot = process.getuid?.() === 0;
-const inCI = process.env.CI === 'true';
 const print = (line: string) => process.stdout.write(`${line}\n`);
-
-if (!isRoot) {
-  if (inCI) {
-    test('the fault suite needs root', () => {
-      throw new Error('CI=true: the fault suite needs root (network namespaces, LXD, Incus); run CI as root');
-    });
-  } else {
-    test.skip('the fault suite needs root (network namespaces, LXD, Incus): skipped', () => undefined);
-  }
-}
-
-const suite = isRoot ? describe : describe.skip;
+const suite = rootSuite('the fault suite');
 
 suite('the migration survives its faults', () => {
   const seed = process.env.GBO_FAULT_SEED ? Number(process.env.GBO_FAULT_SEED) : randomInt(1, 2 ** 31 - 1);
