@@ -71,7 +71,7 @@ export interface KillResult {
   running: { stepId: string; attempt: number; outcome: string }[];
   /** The phase of what the kill hit: the target's if a step of it was running, else the first running step's (none: the target's). */
   hitPhase?: PhaseId;
-  /** Kill → the next step completing (ActivityTaskCompleted event time), any step. */
+  /** Kill → the next step completing (ActivityTaskCompleted event time), any step, or the migration completing after its last step. */
   stallMs?: number;
   /** Kill → the last of the steps that were running at the kill completing. */
   runningRecoveredMs?: number;
@@ -440,6 +440,10 @@ export async function runFaultSuite(o: FaultOptions): Promise<FaultReport> {
   const w = watcher;
   const activities = [...(w?.activities.values() ?? [])];
   const completions = [...(w?.completions ?? [])].sort((a, b) => a - b);
+  // A kill after the last step has no next step: the migration completing is the progress it waited for.
+  const parent = handle ? w?.execution(handle.workflowId, handle.firstExecutionRunId) : undefined;
+  if (parent?.closed === 'completed' && parent.closedAt !== undefined) completions.push(parent.closedAt);
+  completions.sort((a, b) => a - b);
   for (const k of kills) {
     const next = completions.find((c) => c > k.killedAt);
     if (next !== undefined) k.stallMs = next - k.killedAt;
