@@ -5,6 +5,7 @@
 set -uo pipefail
 LAB_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 . "$LAB_DIR/lib.sh"
+. "$LAB_DIR/shop.sh"
 [ "$(id -u)" = 0 ] || die "lab:down needs root"
 
 alive() { [ -s "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
@@ -35,18 +36,20 @@ teardown_src() {
   stop_pid "$SRC_DIR/run/lxd.pid"
   stop_pid "$SRC_DIR/run/sshd.pid"
 }
-log "stopping instances, daemons and sshd on both hosts"
-teardown_dst & teardown_src & wait
+log "stopping instances, daemons and sshd on both hosts, and the external DNS"
+teardown_dst & teardown_src & stop_pid "$EXTDNS_DIR/nsd.pid" & wait
 log "daemons stopped ($(elapsed) s)"
 
 # Leftover processes: anything inside the destination's netns, and anything whose command line
 # names the lab root (dnsmasq and forkproxy of the daemons' networks and devices).
 pids=()
-if [ -e "/run/netns/$NETNS" ]; then pids+=($(ip netns pids "$NETNS" 2>/dev/null)); fi
+for ns in "$NETNS" "$EXTDNS_NETNS"; do
+  if [ -e "/run/netns/$ns" ]; then pids+=($(ip netns pids "$ns" 2>/dev/null)); fi
+done
 if [ -n "$GBO_LAB_ROOT" ] && [ "$GBO_LAB_ROOT" != / ]; then
   for d in /proc/[0-9]*; do
     [ "${d#/proc/}" = "$$" ] && continue
-    if tr '\0' ' ' < "$d/cmdline" 2>/dev/null | grep -qF -- "$GBO_LAB_ROOT/"; then pids+=("${d#/proc/}"); fi
+    if tr '\0' ' ' 2>/dev/null < "$d/cmdline" | grep -qF -- "$GBO_LAB_ROOT/"; then pids+=("${d#/proc/}"); fi
   done
 fi
 if [ "${#pids[@]}" -gt 0 ]; then
@@ -57,7 +60,9 @@ fi
 # Network: the netns takes incusbr0, the veth peer and the destination's nft/iptables with it.
 ip netns del "$NETNS" 2>/dev/null
 ip netns del "$SRC_FW_NETNS" 2>/dev/null
+ip netns del "$EXTDNS_NETNS" 2>/dev/null
 ip link del "$VETH_SRC" 2>/dev/null
+ip link del "$EXTDNS_VETH" 2>/dev/null
 ip link del "$SRC_BRIDGE" 2>/dev/null
 for t in "inet lxd" "ip lxd" "ip6 lxd" "bridge lxd"; do nft delete table $t 2>/dev/null; done
 # xtables fallback rules carry LXD's comment "generated for LXD network lxdbr-gbo".

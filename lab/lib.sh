@@ -79,3 +79,41 @@ incus() { command incus "$@"; }
 # Seconds since the sourcing script started, for the times lab:up and lab:down print.
 T0=$(date +%s%N)
 elapsed() { echo "$(( ($(date +%s%N) - T0) / 1000000 ))" | awk '{printf "%.1f", $1/1000}'; }
+
+# ---------------------------------------------------------------- the second tenant: shop
+# Unlike pragmatismo: no reverse proxy, its DNS hosted outside the tenant (the "external DNS"
+# below), source containers named differently from their destination names, a UDP service, a
+# stateless container, data files of several owners and modes. Source name -> destination name.
+SHOP_TENANT=shop
+SHOP_ZONE=shop.lab
+SHOP_CONTAINERS=(acme-storefront acme-orders acme-voice acme-queue)
+declare -A SHOP_DEST=([acme-storefront]=shop-web [acme-orders]=shop-db [acme-voice]=shop-voip [acme-queue]=shop-worker)
+declare -A SHOP_OCTET=([acme-storefront]=40 [acme-orders]=41 [acme-voice]=42 [acme-queue]=43)
+# Data dirs (under the container's data path); acme-queue is stateless (no data, no disk device).
+declare -A SHOP_DIRS=([acme-storefront]="htdocs uploads" [acme-orders]="db conf" [acme-voice]="conf spool" [acme-queue]="")
+# Where the data is mounted inside the container (the plan's containers[].dataPath).
+declare -A SHOP_PATH=([acme-storefront]=/srv/shop [acme-orders]=/opt/gbo [acme-voice]=/opt/gbo [acme-queue]=)
+SHOP_PRIVILEGED=acme-orders
+# "port:proto:kind:Service"; http = busybox httpd, tcp = busybox nc banner, udp = a datagram
+# responder (Debian's perl, pushed like Caddy/NSD: busybox-static has no udpsvd and no nc -u).
+declare -A SHOP_PORTS=([acme-storefront]="80:tcp:http:Storefront" [acme-orders]="6432:tcp:tcp:OrdersDB"
+  [acme-voice]="5060:udp:udp:SIP" [acme-queue]="4222:tcp:tcp:Queue")
+# What the destination forwards on its public address: "public:proto:source-container:port".
+# Ports pragmatismo does not forward (80, 443, 25, … 53), so both tenants can live on one host.
+SHOP_FORWARDS=("8081:tcp:acme-storefront:80" "6432:tcp:acme-orders:6432" "5060:udp:acme-voice:5060")
+SHOP_UDP_SEND="OPTIONS sip:shop.lab"     # the UDP exchange: this datagram ...
+SHOP_UDP_EXPECT="acme-voice SIP 5060"    # ... is answered with a line containing this
+shop_ip() { echo "198.18.16.${SHOP_OCTET[$1]}"; }
+SHOP_PLAN_FILE="$GBO_LAB_ROOT/plan-shop.yaml"
+SHOP_MANIFEST="$SRC_DIR/shop-manifest.tsv"   # container view, see lab/shop-manifest.sh
+
+# The shop's external DNS ("hosted elsewhere", at a provider): NSD in its own network namespace,
+# reached from this machine over a veth pair. Its records point at the source host at first;
+# lab/extdns.sh plays the operator who changes them at the provider.
+EXTDNS_NETNS=gbo-extdns
+EXTDNS_VETH=gbo-extdns        # root namespace end, 198.18.1.1/30
+EXTDNS_VETH_PEER=gbo-extdns0  # in the namespace, 198.18.1.2/30 (NSD listens here, port 53)
+EXTDNS_GW=198.18.1.1
+EXTDNS_ADDR=198.18.1.2
+EXTDNS_DIR="$GBO_LAB_ROOT/extdns"
+EXTDNS_NAMES=("@" www voip)   # the A records of $SHOP_ZONE

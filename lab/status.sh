@@ -5,6 +5,7 @@
 set -uo pipefail
 LAB_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 . "$LAB_DIR/lib.sh"
+. "$LAB_DIR/shop.sh"
 QUIET=0; [ "${1:-}" = --quiet ] && QUIET=1
 ok=0; bad=0
 say() { [ "$QUIET" = 1 ] || printf '%s\n' "$*"; }
@@ -58,6 +59,23 @@ for v in "${VHOSTS[@]}"; do
   if [ "$name" = "@" ]; then host=$GBO_LAB_ZONE; else host=$name.$GBO_LAB_ZONE; fi
   check "  http://$host -> $target" bash -c "curl -fsS -m 2 -H 'Host: $host' http://$(c_ip proxy)/ | grep -q '$GBO_LAB_TENANT-${target%%:*} .* ${target#*:}'"
 done
+say "tenant $SHOP_TENANT on the source"
+for c in "${SHOP_CONTAINERS[@]}"; do
+  check "$c RUNNING $(shop_ip "$c") (-> ${SHOP_DEST[$c]})" grep -qx "$c,RUNNING" <<<"$states"
+  for e in ${SHOP_PORTS[$c]}; do
+    IFS=: read -r port proto kind svc <<<"$e"
+    if [ "$proto" = udp ]; then
+      check "  $svc udp/$port (answers '$SHOP_UDP_SEND')" bash -c "$(declare -f udp_ask); udp_ask $(shop_ip "$c") $port '$SHOP_UDP_SEND' | grep -qF '$SHOP_UDP_EXPECT'"
+    else
+      check "  $svc tcp/$port" tcp_open "$(shop_ip "$c")" "$port"
+    fi
+  done
+done
+check "shop manifest $SHOP_MANIFEST" test -s "$SHOP_MANIFEST"
+say "external DNS of $SHOP_ZONE (netns $EXTDNS_NETNS)"
+check "NSD (pid $(cat "$EXTDNS_DIR/nsd.pid" 2>/dev/null))" alive "$EXTDNS_DIR/nsd.pid"
+check "  www.$SHOP_ZONE A over UDP at $EXTDNS_ADDR" bash -c "dig +time=1 +tries=1 +short @$EXTDNS_ADDR www.$SHOP_ZONE A | grep -q ."
 check "plan $PLAN_FILE" test -s "$PLAN_FILE"
+check "plan $SHOP_PLAN_FILE" test -s "$SHOP_PLAN_FILE"
 say "$ok ok, $bad down"
 [ "$bad" = 0 ]

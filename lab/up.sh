@@ -5,6 +5,7 @@
 set -euo pipefail
 LAB_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 . "$LAB_DIR/lib.sh"
+. "$LAB_DIR/shop.sh"
 [ "$(id -u)" = 0 ] || die "lab:up needs root (network namespaces, LXD, Incus)"
 # The daemons inherit the working directory: a checkout deleted later would leave them in a
 # directory that no longer exists (their rsync then fails with "getcwd(): No such file").
@@ -22,8 +23,8 @@ if [ "$(cat "$GBO_LAB_ROOT/params" 2>/dev/null)" = "$PARAMS" ] && bash "$LAB_DIR
   echo "lab:up: already up in $(elapsed) s"
   exit 0
 fi
-if [ -e "$GBO_LAB_ROOT" ] || ip netns list | grep -qwE "$NETNS|$SRC_FW_NETNS" || ip link show "$VETH_SRC" >/dev/null 2>&1 \
-   || ip link show "$SRC_BRIDGE" >/dev/null 2>&1; then
+if [ -e "$GBO_LAB_ROOT" ] || ip netns list | grep -qwE "$NETNS|$SRC_FW_NETNS|$EXTDNS_NETNS" || ip link show "$VETH_SRC" >/dev/null 2>&1 \
+   || ip link show "$SRC_BRIDGE" >/dev/null 2>&1 || ip link show "$EXTDNS_VETH" >/dev/null 2>&1; then
   log "a lab exists but is not fully up with these parameters ($PARAMS): tearing it down first"
   bash "$LAB_DIR/down.sh" >/dev/null
 fi
@@ -52,6 +53,9 @@ for tool in iptables iptables-save iptables-restore; do
   chmod 755 "$SRC_BIN/$tool"
 done
 grep -E ' /sys/fs/cgroup' /proc/self/mounts > "$DST_DIR/host-mounts"
+# The shop tenant's external DNS (its provider): NSD in netns $EXTDNS_NETNS on $EXTDNS_ADDR.
+log "external DNS for $SHOP_ZONE: NSD in netns $EXTDNS_NETNS on $EXTDNS_ADDR (veth $EXTDNS_VETH $EXTDNS_GW)"
+extdns_start
 
 # ---------------------------------------------------------------- daemons (start early, in parallel)
 mkdir -p "$LXD_DIR" "$INCUS_DIR" "$LXD_CONF" "$INCUS_CONF"
@@ -359,6 +363,10 @@ create_container() {
 for c in "${CONTAINERS[@]}"; do
   create_container "$c" > "$SRC_DIR/log/create-$c.log" 2>&1 || { log "creating $c failed:"; cat "$SRC_DIR/log/create-$c.log" >&2; die "container creation failed"; }
 done
+log "creating the ${#SHOP_CONTAINERS[@]} containers of tenant $SHOP_TENANT ($(elapsed) s)"
+for c in "${SHOP_CONTAINERS[@]}"; do
+  shop_create_container "$c" > "$SRC_DIR/log/create-$c.log" 2>&1 || { log "creating $c failed:"; cat "$SRC_DIR/log/create-$c.log" >&2; die "container creation failed"; }
+done
 
 # Ownership as seen inside: gbuser (uid 1000) owns /opt/gbo, root in alm-ci. Unprivileged
 # containers see host uid <idmap base>+N as N; the privileged system container sees host uids.
@@ -372,11 +380,13 @@ for c in "${CONTAINERS[@]}"; do
   esac
   chown -R "$uid:$uid" "$SRC_DATA/$c"
 done
+log "data of tenant $SHOP_TENANT: owners 0, 33, 1000, 1001 (container view), modes 600-755, links"
+shop_gen_data "$base"
 
 log "manifest: $SRC_DIR/manifest.sha256"
-(cd "$SRC_DATA" && find . -type f -printf '%P\n' | LC_ALL=C sort | xargs -r -d '\n' sha256sum) > "$SRC_DIR/manifest.sha256"
+(cd "$SRC_DATA" && find "${CONTAINERS[@]}" -type f -printf '%p\n' | LC_ALL=C sort | xargs -r -d '\n' sha256sum) > "$SRC_DIR/manifest.sha256"
 
-lxc start "${CONTAINERS[@]/#/$GBO_LAB_TENANT-}" >/dev/null
+lxc start "${CONTAINERS[@]/#/$GBO_LAB_TENANT-}" "${SHOP_CONTAINERS[@]}" >/dev/null
 log "containers started ($(elapsed) s); waiting for their services"
 
 # ---------------------------------------------------------------- wait for every service
@@ -401,10 +411,31 @@ for c in "${CONTAINERS[@]}"; do
   done
 done
 wait_for "Caddy vhost chat.$GBO_LAB_ZONE" curl -fsS -m 2 -H "Host: chat.$GBO_LAB_ZONE" "http://$(c_ip proxy)/"
+for c in "${SHOP_CONTAINERS[@]}"; do
+  for e in ${SHOP_PORTS[$c]}; do
+    IFS=: read -r port proto kind svc <<<"$e"
+    if [ "$proto" = udp ]; then
+      wait_for "$c $svc udp/$port" bash -c "$(declare -f udp_ask); udp_ask $(shop_ip "$c") $port '$SHOP_UDP_SEND' | grep -qF '$SHOP_UDP_EXPECT'"
+    else
+      wait_for "$c $svc tcp/$port" tcp_open "$(shop_ip "$c")" "$port"
+    fi
+  done
+done
+wait_for "external DNS www.$SHOP_ZONE" bash -c "dig +time=1 +tries=1 +short @$EXTDNS_ADDR www.$SHOP_ZONE A | grep -qx $SRC_ADDR"
+
+# The shop's data as its containers see it (uids after the idmap), for the tests to compare.
+log "shop manifest (container view): $SHOP_MANIFEST"
+for c in "${SHOP_CONTAINERS[@]}"; do
+  [ -n "${SHOP_DIRS[$c]}" ] || continue
+  lxc exec "$c" -- sh -s -- "${SHOP_PATH[$c]}" ${SHOP_DIRS[$c]} < "$LAB_DIR/shop-manifest.sh" | sed "s|^|${SHOP_DEST[$c]}\t|"
+done > "$SHOP_MANIFEST"
+[ "$(wc -l < "$SHOP_MANIFEST")" -ge "${#SHOP_ENTRIES[@]}" ] || die "shop manifest incomplete ($SHOP_MANIFEST)"
 
 # ---------------------------------------------------------------- the lab tenant's plan
 bash "$LAB_DIR/plan.sh" > "$PLAN_FILE.tmp"
 mv "$PLAN_FILE.tmp" "$PLAN_FILE"
+bash "$LAB_DIR/plan-shop.sh" > "$SHOP_PLAN_FILE.tmp"
+mv "$SHOP_PLAN_FILE.tmp" "$SHOP_PLAN_FILE"
 echo "$PARAMS" > "$GBO_LAB_ROOT/params"
 
 cat <<SUMMARY
@@ -414,4 +445,6 @@ lab:up: done in $(elapsed) s
   ssh               ssh -i $LAB_KEY -o UserKnownHostsFile=$LAB_KNOWN_HOSTS -o StrictHostKeyChecking=yes root@$SRC_ADDR
   source data       $SRC_DATA (${GBO_LAB_DATA_MB} MB, manifest $SRC_DIR/manifest.sha256)
   plan              $PLAN_FILE
+  second tenant     $SHOP_TENANT: ${SHOP_CONTAINERS[*]} (manifest $SHOP_MANIFEST), plan $SHOP_PLAN_FILE
+  external DNS      $SHOP_ZONE at $EXTDNS_ADDR:53 (netns $EXTDNS_NETNS); change it with: bash lab/extdns.sh set ADDRESS
 SUMMARY
