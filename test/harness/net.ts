@@ -1,4 +1,5 @@
-/** Small network clients the lab and end-to-end tests use to see what a person would: a TCP connect, an HTTP GET. */
+/** Small network clients the lab and end-to-end tests use to see what a person would: a TCP connect, an HTTP GET, a UDP exchange. */
+import * as dgram from 'node:dgram';
 import * as http from 'node:http';
 import * as net from 'node:net';
 
@@ -31,5 +32,28 @@ export function httpGet(host: string, port: number, hostHeader: string): Promise
     });
     req.on('timeout', () => req.destroy(new Error(`GET http://${host}:${port} (Host ${hostHeader}) timed out`)));
     req.on('error', reject);
+  });
+}
+
+/** One datagram to host:port; resolves with the first reply as text. */
+export function udpExchange(host: string, port: number, message: string, timeoutMs = 3000): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const sock = dgram.createSocket('udp4');
+    const t = setTimeout(() => {
+      sock.close();
+      reject(new Error(`udp ${host}:${port} timed out`));
+    }, timeoutMs);
+    sock.on('message', (m) => {
+      clearTimeout(t);
+      sock.close();
+      resolve(m.toString('utf8'));
+    });
+    sock.send(message, port, host, (e) => {
+      if (e) {
+        clearTimeout(t);
+        sock.close();
+        reject(e);
+      }
+    });
   });
 }

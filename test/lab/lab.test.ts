@@ -1,8 +1,13 @@
 /**
  * Tests of the lab itself (lab/up.sh): a real LXD source host and a real Incus destination host on
  * this machine, reached over real SSH with the lab key and pinned host keys, and the seeded
- * pragmatismo tenant with real services. Needs root: without it the tests are skipped, except in CI
- * (CI=true), where a missing root is a failure. The lab is left UP for the end-to-end tests.
+ * pragmatismo tenant with real services, the second tenant shop and its external DNS. Needs root:
+ * without it the tests are skipped, except in CI (CI=true), where a missing root is a failure.
+ *
+ * One down/up cycle: `beforeAll` takes the lab down, records this machine's state (firewall,
+ * namespaces, links, mounts, daemons, /etc, /opt), builds a fresh lab; the LAST test runs lab:down
+ * and checks that nothing of the lab is left. So the suite leaves the lab DOWN; every suite that
+ * needs it (test/e2e, test/faults) runs lab/up.sh in its own beforeAll.
  */
 import { execFileSync, spawnSync, type SpawnSyncReturns } from 'node:child_process';
 import * as dgram from 'node:dgram';
@@ -12,7 +17,8 @@ import * as path from 'node:path';
 import * as tls from 'node:tls';
 import { parse as parseYaml } from 'yaml';
 import { planSchema, type Plan } from '../../src/plan/schema';
-import { httpGet, tcpConnect } from '../harness/net';
+import { fileListing, labProcesses, machineState, type MachineState } from '../harness/machine-state';
+import { httpGet, tcpConnect, udpExchange } from '../harness/net';
 
 const REPO = path.resolve(__dirname, '../..');
 const ROOT = process.env.GBO_LAB_ROOT ?? '/var/lib/gbo-lab';
@@ -23,6 +29,10 @@ const DST = '198.18.0.2';
 const PREFIX = 'pragmatismo-';
 const TEN = ['proxy', 'tables', 'system', 'drive', 'dns', 'email', 'webmail', 'alm', 'alm-ci', 'table-editor'];
 const ZONE = 'pragmatismo.lab';
+/** The second tenant: source name -> destination name, as lab/lib.sh seeds it. */
+const SHOP: Record<string, string> = { 'acme-storefront': 'shop-web', 'acme-orders': 'shop-db', 'acme-voice': 'shop-voip', 'acme-queue': 'shop-worker' };
+const SHOP_ZONE = 'shop.lab';
+const EXTDNS = '198.18.1.2';
 
 const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
 const inCI = process.env.CI === 'true';
@@ -106,7 +116,17 @@ if (!isRoot && !inCI) {
   /** Live state from LXD over SSH: source container name -> IPv4. */
   const ipOf = new Map<string, string>();
 
+  let baseline: MachineState;
+  let baselineFiles: string[];
+
   beforeAll(() => {
+    // Packages first (their install legitimately changes /etc), then the machine without a lab.
+    const inst = spawnSync('bash', ['lab/install.sh'], { cwd: REPO, encoding: 'utf8', timeout: 600_000, env: process.env });
+    if (inst.status !== 0) throw new Error(`lab/install.sh failed (exit ${inst.status}):\n${inst.stdout}\n${inst.stderr}`);
+    const down = spawnSync('bash', ['lab/down.sh'], { cwd: REPO, encoding: 'utf8', timeout: 300_000, env: process.env });
+    if (down.status !== 0) throw new Error(`lab/down.sh failed (exit ${down.status}):\n${down.stdout}\n${down.stderr}`);
+    baseline = machineState();
+    baselineFiles = fileListing();
     const r = spawnSync('bash', ['lab/up.sh'], { cwd: REPO, encoding: 'utf8', timeout: 600_000, env: process.env });
     upOutput = `${r.stdout}\n${r.stderr}`;
     if (r.status !== 0) throw new Error(`lab/up.sh failed (exit ${r.status}):\n${upOutput}`);
@@ -185,7 +205,7 @@ if (!isRoot && !inCI) {
 
   test('lxc on the source lists the ten pragmatismo- containers RUNNING on lxdbr-gbo', () => {
     const rows = sshOk(SRC, 'lxc list --format csv -c ns').trim().split('\n');
-    const running = rows.filter((r) => r.endsWith(',RUNNING')).map((r) => r.split(',')[0]);
+    const running = rows.filter((r) => r.endsWith(',RUNNING') && r.startsWith(PREFIX)).map((r) => r.split(',')[0]);
     expect(running.sort()).toEqual(TEN.map((n) => PREFIX + n).sort());
     for (const n of TEN) expect(ipOf.get(PREFIX + n)).toMatch(/^198\.18\.16\.\d+$/);
     expect(sshOk(SRC, 'lxc config get core.https_address').trim()).toBe(`${SRC}:8443`);
@@ -338,9 +358,156 @@ if (!isRoot && !inCI) {
     expect(r.status).toBe(0);
   });
 
+  // ------------------------------------------------------------------ the second tenant, shop
+  const shopManifest = () =>
+    readFileSync(`${ROOT}/src/shop-manifest.tsv`, 'utf8').trim().split('\n').map((l) => {
+      const [container, file, type, uid, gid, mode, content, link] = l.split('\t');
+      return { container: container!, file: file!, type: type!, uid: Number(uid), gid: Number(gid), mode: mode!, content: content!, link: link! };
+    });
+  const shopPlan = () => parseYaml(readFileSync(`${ROOT}/plan-shop.yaml`, 'utf8')) as {
+    tenant: string;
+    caddy?: unknown;
+    dns: Record<string, unknown> & { records: Array<{ name: string; type: string; value: string }> };
+    data: { sourceRoot: string; staging: string; tenantsRoot: string; containerPath: string };
+    containers: Array<{ name: string; source: string; sourceFolder?: string; privileged?: boolean; dataDirs?: string[]; dataPath?: string; owner?: string;
+      services: Array<{ name: string; ports: number[]; protocol?: string; probe?: { kind: string; send?: string; expect?: string } }> }>;
+    portForwards: Array<{ port: number; protocol: string; container: string; containerPort?: number }>;
+  };
+
+  test('shop: four containers with names of their own RUNNING on lxdbr-gbo; one privileged, one stateless', () => {
+    const rows = sshOk(SRC, 'lxc list --format csv -c ns').trim().split('\n');
+    for (const n of Object.keys(SHOP)) expect(rows).toContain(`${n},RUNNING`);
+    expect(Object.keys(SHOP).map((n) => ipOf.get(n))).toEqual(['198.18.16.40', '198.18.16.41', '198.18.16.42', '198.18.16.43']);
+    const plan = shopPlan();
+    for (const c of plan.containers) {
+      const devices = parseYaml(sshOk(SRC, `lxc config device show ${c.source}`)) as Record<string, Record<string, string>>;
+      expect(devices.eth0).toMatchObject({ type: 'nic', network: 'lxdbr-gbo' });
+      if (c.dataDirs?.length) {
+        expect(devices.data).toMatchObject({ type: 'disk', source: `${plan.data.sourceRoot}/${c.sourceFolder}`, path: c.dataPath ?? plan.data.containerPath });
+      } else {
+        expect(Object.keys(devices)).toEqual(['eth0']); // stateless: no data, no disk device
+      }
+      expect(sshOk(SRC, `lxc config get ${c.source} security.privileged`).trim()).toBe(c.privileged ? 'true' : '');
+    }
+    expect(plan.containers.filter((c) => !c.dataDirs?.length).map((c) => c.name)).toEqual(['shop-worker']);
+    expect(plan.containers.filter((c) => c.privileged).map((c) => c.name)).toEqual(['shop-db']);
+    // Destination names are not pragmatismo's.
+    for (const c of plan.containers) expect(TEN).not.toContain(c.name);
+  });
+
+  test('shop: data of several owners and modes, a hard link and a symlink; the manifest is what the containers see', () => {
+    const m = shopManifest();
+    expect(new Set(m.filter((e) => e.type !== 'l').map((e) => e.uid))).toEqual(new Set([0, 33, 1000, 1001]));
+    expect([...new Set(m.map((e) => e.mode))].sort()).toEqual(expect.arrayContaining(['600', '640', '644', '700', '755']));
+    for (const c of ['shop-web', 'shop-db', 'shop-voip']) {
+      const mine = m.filter((e) => e.container === c);
+      expect(mine.filter((e) => e.link !== '-').length).toBeGreaterThanOrEqual(2); // a hard-link group
+      if (c !== 'shop-voip') expect(mine.some((e) => e.type === 'l')).toBe(true);
+    }
+    const plan = shopPlan();
+    for (const c of plan.containers.filter((x) => x.dataDirs?.length)) {
+      // The same script, run again in the source container now, gives the same manifest.
+      const script = readFileSync(path.join(REPO, 'lab', 'shop-manifest.sh'), 'utf8');
+      const r = spawnSync('ssh', [...sshArgs(SRC), `lxc exec ${c.source} -- sh -s -- ${c.dataPath ?? plan.data.containerPath} ${c.dataDirs!.join(' ')}`],
+        { input: script, encoding: 'utf8', timeout: 30_000 });
+      expect(r.stderr).toBe('');
+      const expected = m.filter((e) => e.container === c.name).map((e) => [e.file, e.type, e.uid, e.gid, e.mode, e.content, e.link].join('\t'));
+      expect(r.stdout.trim().split('\n')).toEqual(expected);
+      // Host view: the privileged container's uids are the host's; the others' are shifted by one idmap base.
+      const shifts = new Set(m.filter((e) => e.container === c.name).map((e) => {
+        const st = execFileSync('stat', ['-c', '%u %g', `${plan.data.sourceRoot}/${c.sourceFolder}/${e.file}`], { encoding: 'utf8' }).trim().split(' ').map(Number);
+        return `${st[0]! - e.uid},${st[1]! - e.gid}`;
+      }));
+      expect(shifts.size).toBe(1);
+      const [shift] = [...shifts];
+      if (c.privileged) expect(shift).toBe('0,0');
+      else expect(Number(shift!.split(',')[0])).toBeGreaterThan(0);
+    }
+  });
+
+  test('shop: HTTP, TCP and the UDP exchange answer on the source containers; no DNS server in the tenant', async () => {
+    const web = await httpGet('198.18.16.40', 80, 'www.shop.lab');
+    expect(web.status).toBe(200);
+    expect(web.body).toMatch(/^acme-storefront Storefront 80/);
+    await tcpConnect('198.18.16.41', 6432);
+    await tcpConnect('198.18.16.43', 4222);
+    const reply = await udpExchange('198.18.16.42', 5060, 'OPTIONS sip:shop.lab');
+    expect(reply).toContain('acme-voice SIP 5060 OPTIONS sip:shop.lab');
+    for (const ip of ['198.18.16.40', '198.18.16.41', '198.18.16.42', '198.18.16.43']) {
+      await expect(tcpConnect(ip, 53, 1000)).rejects.toThrow();
+    }
+  });
+
+  test('shop: the external DNS is authoritative for shop.lab, points at the source, and lab/extdns.sh changes it', async () => {
+    const soa = await dnsQuery(EXTDNS, SHOP_ZONE, 6);
+    expect(soa).toMatchObject({ rcode: 0, aa: true });
+    for (const n of [SHOP_ZONE, `www.${SHOP_ZONE}`, `voip.${SHOP_ZONE}`]) {
+      expect((await dnsQuery(EXTDNS, n, 1)).answers.map((b) => [...b].join('.'))).toEqual([SRC]);
+    }
+    try {
+      execFileSync('bash', ['lab/extdns.sh', 'set', DST], { cwd: REPO, stdio: 'pipe' });
+      expect((await dnsQuery(EXTDNS, `www.${SHOP_ZONE}`, 1)).answers.map((b) => [...b].join('.'))).toEqual([DST]);
+      expect(spawnSync('bash', ['lab/extdns.sh', 'set', '192.0.2.1'], { cwd: REPO }).status).not.toBe(0); // lab addresses only
+    } finally {
+      execFileSync('bash', ['lab/extdns.sh', 'set', SRC], { cwd: REPO, stdio: 'pipe' });
+    }
+    expect((await dnsQuery(EXTDNS, `www.${SHOP_ZONE}`, 1)).answers.map((b) => [...b].join('.'))).toEqual([SRC]);
+  });
+
+  test('shop: its plan (the schema with optional caddy/DNS container, probes, dataPath, no owner)', () => {
+    const plan = shopPlan();
+    expect(plan.tenant).toBe('shop');
+    expect(plan.caddy).toBeUndefined();
+    expect(Object.keys(plan.dns).sort()).toEqual(['authoritativeServers', 'oldTtlSeconds', 'records', 'zone']);
+    expect(plan.dns.authoritativeServers).toEqual([EXTDNS]);
+    expect(plan.dns.records.map((r) => `${r.name} ${r.type} ${r.value}`)).toEqual(['@ A 198.18.0.2', 'www A 198.18.0.2', 'voip A 198.18.0.2']);
+    expect(Object.fromEntries(plan.containers.map((c) => [c.source, c.name]))).toEqual(SHOP);
+    expect(plan.containers.some((c) => c.owner !== undefined)).toBe(false);
+    expect(plan.containers.find((c) => c.name === 'shop-web')?.dataPath).toBe('/srv/shop');
+    const udp = plan.containers.flatMap((c) => c.services).filter((s) => s.protocol === 'udp');
+    expect(udp.map((s) => s.probe?.kind)).toEqual(['udp']);
+    expect(plan.portForwards.map((f) => `${f.protocol}/${f.port}`).sort()).toEqual(['tcp/6432', 'tcp/8081', 'udp/5060']);
+    // Its staging is not pragmatismo's; its final data sits below tenantsRoot/shop.
+    expect(plan.data.staging).not.toBe(planSchema.parse(parseYaml(readFileSync(`${ROOT}/plan.yaml`, 'utf8'))).data.staging);
+    for (const p of [plan.data.sourceRoot, plan.data.staging, plan.data.tenantsRoot]) expect(p.startsWith(`${ROOT}/`)).toBe(true);
+    // The schema this plan is written for (branch tenant): validated as soon as src/plan/schema.ts knows probes.
+    if (readFileSync(path.join(REPO, 'src', 'plan', 'schema.ts'), 'utf8').includes('probe')) {
+      const r = planSchema.safeParse(parseYaml(readFileSync(`${ROOT}/plan-shop.yaml`, 'utf8')));
+      expect(r.error?.issues ?? []).toEqual([]);
+    }
+  });
+
   test('lab:status reports the lab fully up', () => {
     const r = spawnSync('bash', ['lab/status.sh'], { cwd: REPO, encoding: 'utf8', timeout: 120_000 });
     expect(r.stdout).toMatch(/ 0 down/);
     expect(r.status).toBe(0);
   });
+
+  // Keep this the LAST test: it takes the lab away.
+  test('lab:down leaves no rule, namespace, link, mount, process, /etc or /opt change behind', () => {
+    const r = spawnSync('bash', ['lab/down.sh'], { cwd: REPO, encoding: 'utf8', timeout: 300_000, env: process.env });
+    expect(r.status).toBe(0);
+    expect(r.stdout).toMatch(/lab:down: done in \d+(\.\d+)? s/);
+    const after = machineState();
+    // Nothing of the lab by name or address …
+    expect(after.netns.filter((n) => n.startsWith('gbo-'))).toEqual([]);
+    expect(after.links.filter((l) => /^(gbo-|lxdbr-gbo$|incusbr0$)/.test(l))).toEqual([]);
+    expect(after.mounts.filter((m) => m.includes(ROOT) || m.includes('gbo-lab'))).toEqual([]);
+    expect(labProcesses(ROOT).map((p) => `${p.pid} ${p.comm} ${p.cmdline}`)).toEqual([]);
+    for (const [tool, rules] of Object.entries(after.firewall)) expect(`${tool}: ${rules.includes('198.18.') || rules.includes('lxdbr-gbo')}`).toBe(`${tool}: false`);
+    // … and this machine exactly as it was before lab:up.
+    expect(after.firewall).toEqual(baseline.firewall);
+    expect(after.netns).toEqual(baseline.netns);
+    expect(after.links).toEqual(baseline.links);
+    expect(after.mounts).toEqual(baseline.mounts);
+    expect(after.daemons).toEqual(baseline.daemons);
+    expect(after.run).toEqual(baseline.run);
+    if (after.files !== baseline.files) {
+      const now = new Set(fileListing());
+      const was = new Set(baselineFiles);
+      expect({ added: [...now].filter((l) => !was.has(l)), removed: [...was].filter((l) => !now.has(l)) }).toEqual({ added: [], removed: [] });
+    }
+    expect(spawnSync('test', ['-e', ROOT]).status).not.toBe(0);
+    expect(spawnSync('bash', ['lab/status.sh', '--quiet'], { cwd: REPO }).status).toBe(1);
+  }, 300_000);
 });
