@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Builds (once, cached under $GBO_LAB_CACHE/image) the lab's container image: a busybox-static
-# rootfs with /opt/gbo, a gbuser user (uid 1000), an init that runs udhcpc on eth0 and the
+# rootfs (plus GNU tar) with /opt/gbo, a gbuser user (uid 1000), an init that runs udhcpc on eth0 and the
 # container's /etc/gbo/services. Prints the path of the unified image tarball.
 set -euo pipefail
 LAB_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 . "$LAB_DIR/lib.sh"
 
 IMG_CACHE="$GBO_LAB_CACHE/image"
-version="$(cat "$LAB_DIR/image.sh" "$LAB_DIR/image/init" "$LAB_DIR/image/udhcpc.script" /bin/busybox | sha256sum | cut -c1-16)"
+version="$(cat "$LAB_DIR/image.sh" "$LAB_DIR/image/init" "$LAB_DIR/image/udhcpc.script" /bin/busybox /bin/tar | sha256sum | cut -c1-16)"
 tarball="$IMG_CACHE/gbo-busybox-$version.tar.gz"
 if [ -s "$tarball" ]; then echo "$tarball"; exit 0; fi
 
@@ -18,6 +18,12 @@ r="$work/rootfs"
 mkdir -p "$r"/{bin,sbin,usr/bin,usr/sbin,etc/gbo,dev,proc,sys,tmp,run,var/log,root,home/gbuser,opt/gbo,usr/share/udhcpc,srv}
 chmod 1777 "$r/tmp"
 cp /bin/busybox "$r/bin/busybox"
+# GNU tar (Debian's, with its libraries) instead of busybox's: like a production container's, it
+# restores the owner of symlinks on extraction (busybox tar leaves them root's), which the
+# migration's data push (a tar stream, --numeric-owner) and its owner check rely on.
+mkdir -p "$r/lib/x86_64-linux-gnu" "$r/lib64"
+cp /bin/tar "$r/bin/tar"
+for f in $(ldd /bin/tar | grep -o '/[^ ]*'); do mkdir -p "$r$(dirname "$f")"; cp -L "$f" "$r$f"; done
 for applet in $(/bin/busybox --list-full); do
   [ -e "$r/$applet" ] || ln -s /bin/busybox "$r/$applet"
 done

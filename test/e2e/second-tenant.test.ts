@@ -97,7 +97,7 @@ suite('migrating the second lab tenant (shop)', () => {
       await new Promise((r) => setTimeout(r, 1000));
     }
   }
-  const waitingAt = (gate: string) => (s: MigrationStatus) => new RegExp(`\\b${gate}\\b`).test(s.waitingFor ?? '') && /approve|gate|approval/i.test(s.waitingFor ?? '');
+  const waitingAt = (gate: string) => (s: MigrationStatus) => (s.waitingFor ?? '').startsWith(`approval of the ${gate} gate`);
 
   beforeAll(async () => {
     execFileSync('bash', [join(REPO, 'lab', 'up.sh')], { stdio: 'inherit', timeout: 15 * 60_000 });
@@ -146,6 +146,10 @@ suite('migrating the second lab tenant (shop)', () => {
     // The DNS is hosted elsewhere: the migration waits for the operator's change at the provider.
     const atDns = await until(handle, 'the dns gate', waitingAt('dns'), 5 * 60_000);
     expect(atDns.phase).toBe('cutover');
+    // The gate names exactly the records to change at the provider.
+    for (const r of plan.dns.records) {
+      expect(atDns.waitingFor).toContain(`${r.name === '@' ? plan.dns.zone : `${r.name}.${plan.dns.zone}`} ${r.type} ${r.value}`);
+    }
     // Nothing changed the external records on its own.
     for (const n of names) expect(await resolveA(EXTDNS, n)).toEqual([plan.hosts.source.address]);
     execFileSync('bash', [join(REPO, 'lab', 'extdns.sh'), 'set', plan.destination.publicAddress], { stdio: 'pipe' });
