@@ -99,6 +99,11 @@ export function parseCapture(kind: CaptureKind, stdout: string): string {
       if (!/^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)) [A-Za-z0-9+/=]+$/.test(key)) throw new Error('expected an OpenSSH public key');
       return key;
     }
+    case 'address': {
+      const a = stdout.trim();
+      if (!/^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/.test(a)) throw new Error('expected an IPv4 address');
+      return a;
+    }
     case 'vhost-count':
       return String(countVhostsAdapted(stdout));
   }

@@ -6,7 +6,7 @@
 import type { ContainerPlan, Plan } from '../plan/schema';
 import { sourceNameOf } from '../plan/schema';
 import type { Step, StepHost } from './model';
-import { q, sh } from './shell';
+import { isIPv4, q, sh } from './shell';
 
 /** Marker set on every destination instance this tool creates; a name clash is an instance without it. */
 export const OWNER_KEY = 'user.gbo-migrate.tenant';
@@ -41,6 +41,8 @@ export function context(plan: Plan): Ctx {
     '-o',
     'StrictHostKeyChecking=yes',
     ...(plan.data.pullKnownHosts ? ['-o', `UserKnownHostsFile=${plan.data.pullKnownHosts}`] : []),
+    // Connecting to the recorded address of a named host: its key is pinned under the name.
+    ...(isIPv4(src.address) ? [] : ['-o', `HostKeyAlias=${src.address}`]),
   ];
   return {
     plan,

@@ -6,10 +6,10 @@ import type { ContainerPlan } from '../plan/schema';
 import type { Step } from './model';
 import { step, type Ctx, type StepInit } from './commands';
 import { CONTAINER_CHECK_SCRIPT, LISTING_SCRIPT, MANIFEST_SCRIPT, PATHS_SCRIPT } from './scripts';
-import { ph, q, sh } from './shell';
+import { ph, pinnedAddress, q, sh } from './shell';
 
 function rsyncPull(ctx: Ctx, c: ContainerPlan): string {
-  const src = `${ctx.plan.hosts.source.user}@${ctx.plan.hosts.source.address}:${ctx.sourceDataOf(c)}/`;
+  const src = `${ctx.plan.hosts.source.user}@${pinnedAddress(ctx.plan.hosts.source.address, 'source')}:${ctx.sourceDataOf(c)}/`;
   return `mkdir -p ${q(ctx.stagingOf(c))} && ${sh('rsync', '-az', '--partial', '--delete', '--numeric-ids', '--info=progress2', '-e', ctx.sshToSource, src, `${ctx.stagingOf(c)}/`)}`;
 }
 

@@ -42,6 +42,8 @@ export type StepHost = 'source' | 'destination' | 'worker';
  * - `vault-unseal`: the key comes from the worker's secret store over stdin, never the command.
  * - `pin-host-key`: the source's host key as the worker pins it, written to the destination's
  *   known_hosts for the rsync pull (never learned from the network).
+ * - `resolve-address`: the worker resolves a host name of the plan once; the address is recorded
+ *   and used from then on (connections and commands).
  * - `verify-host-keys`: the worker connects to both hosts (host keys against known_hosts, login)
  *   and runs nothing; first, so a wrong key on either host stops the run before any command.
  */
@@ -57,7 +59,8 @@ export type StepKind =
   | 'wait-window'
   | 'vault-unseal'
   | 'pin-host-key'
-  | 'verify-host-keys';
+  | 'verify-host-keys'
+  | 'resolve-address';
 
 /** Activity option profiles: quick control-plane calls, long transfers, polls. */
 export type StepProfile = 'quick' | 'transfer' | 'poll';
@@ -73,6 +76,7 @@ export type CaptureKind =
   | 'digest'
   | 'cert'
   | 'pubkey'
+  | 'address'
   | 'vhost-count';
 
 export interface Step {

@@ -4,7 +4,7 @@
  */
 import type { Step } from './model';
 import { OWNER_KEY, step, tcpProbe, type Ctx, type StepInit } from './commands';
-import { ph, q, sh } from './shell';
+import { isIPv4, pinnedAddress, ph, q, sh } from './shell';
 
 /** Where the incus client keeps its certificate (INCUS_CONF, else ~/.config/incus), as the guide reads it. */
 const INCUS_CLIENT_CERT = '"${INCUS_CONF:-$HOME/.config/incus}/client.crt"';
@@ -13,11 +13,13 @@ export function preflight(ctx: Ctx): Step[] {
   const { plan } = ctx;
   const s = (init: Omit<StepInit, 'phase'>) => step(ctx, { phase: 'preflight', ...init });
   const remote = plan.source.remoteName;
-  const api = `https://${plan.source.apiAddress}:${plan.source.apiPort}`;
+  const apiAddress = pinnedAddress(plan.source.apiAddress, 'api');
+  const api = `https://${apiAddress}:${plan.source.apiPort}`;
   const srcUser = plan.hosts.source;
   // The login user's own file unless the plan names one; `$HOME` expands on the source host.
   const authorizedKeys = srcUser.authorizedKeys ? q(srcUser.authorizedKeys) : '"$HOME/.ssh/authorized_keys"';
   const steps: Step[] = [
+    ...resolveSteps(ctx),
     s({
       id: 'preflight/tenant/host-keys',
       title: 'The worker reaches both hosts: host keys pinned in known_hosts, logins accepted',
@@ -32,8 +34,8 @@ export function preflight(ctx: Ctx): Step[] {
       title: `LXD API listens on ${plan.source.apiAddress}:${plan.source.apiPort}`,
       host: 'source',
       kind: 'run',
-      command: `${ctx.lxc('config', 'set', 'core.https_address', `${plan.source.apiAddress}:${plan.source.apiPort}`)}`,
-      check: `test "$(${ctx.lxc('config', 'get', 'core.https_address')})" = ${q(`${plan.source.apiAddress}:${plan.source.apiPort}`)}`,
+      command: `${ctx.lxc('config', 'set', 'core.https_address', `${apiAddress}:${plan.source.apiPort}`)}`,
+      check: `test "$(${ctx.lxc('config', 'get', 'core.https_address')})" = ${q(`${apiAddress}:${plan.source.apiPort}`)}`,
     }),
     ...(['source', 'destination'] as const).map((host) =>
       s({
@@ -50,7 +52,7 @@ export function preflight(ctx: Ctx): Step[] {
       title: `The destination reaches the LXD API at ${api}`,
       host: 'destination',
       kind: 'run',
-      command: tcpProbe(plan.source.apiAddress, plan.source.apiPort),
+      command: tcpProbe(apiAddress, plan.source.apiPort),
     }),
     s({
       id: 'preflight/tenant/client-certificate',
@@ -169,10 +171,39 @@ export function preflight(ctx: Ctx): Step[] {
       title: 'The destination logs in to the source over SSH (host key pinned)',
       host: 'destination',
       kind: 'run',
-      command: `${ctx.sshToSource} ${q(`${srcUser.user}@${plan.hosts.source.address}`)} true`,
+      command: `${ctx.sshToSource} ${q(`${srcUser.user}@${pinnedAddress(plan.hosts.source.address, 'source')}`)} true`,
     }),
   ];
   return steps;
+}
+
+/**
+ * Host names in the plan, resolved by the worker once and recorded: every later connection and
+ * command uses the recorded address (`{{addr:<role>}}`), whatever DNS says later. The cutover
+ * itself changes DNS records; a name resolved again afterwards could aim cleanup at another host.
+ */
+function resolveSteps(ctx: Ctx): Step[] {
+  const { plan } = ctx;
+  const names: [string, string, string][] = [
+    ['source', plan.hosts.source.address, 'the source host'],
+    ['destination', plan.hosts.destination.address, 'the destination host'],
+    ['api', plan.source.apiAddress, "the source's LXD API"],
+  ];
+  return names
+    .filter(([, address]) => !isIPv4(address))
+    .map(([role, address, what]) =>
+      step(ctx, {
+        id: `preflight/tenant/resolve-${role}`,
+        phase: 'preflight',
+        title: `Resolve ${address} (${what}) once; every later step uses this address`,
+        host: 'worker',
+        kind: 'resolve-address',
+        command: `resolve ${address} (IPv4, by the worker)`,
+        captureAs: { kind: 'address', key: `addr:${role}` },
+        params: { name: address },
+        once: true,
+      }),
+    );
 }
 
 /** Appends each stdin line to a known_hosts file unless it is there already. */

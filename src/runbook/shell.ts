@@ -7,25 +7,27 @@
  * run prints them as they are; `fillPlaceholders` replaces them with values that passed a strict
  * per-kind validator, quoted, so a learned value can never turn into shell syntax.
  *
- * Placement rule: `ip`, `digest` and `stamp` values are plain words (quoting leaves them as they
+ * Placement rule: `ip`, `addr`, `digest` and `stamp` values are plain words (quoting leaves them as they
  * are), so they may sit inside a quoted argument; `cert` and `pubkey` values need quotes of their
  * own and must stand as whole arguments. `sudo` wrapping happens after filling (`hostCommand`).
  */
 
 // `!` is literal in non-interactive shells except as a command's first word, where q() is never used.
 const SAFE = /^[A-Za-z0-9_@%+=:,./!-]+$/;
-const PLACEHOLDER = /\{\{(ip|cert|pubkey|digest|stamp):([a-z0-9-]+)\}\}/g;
+const PLACEHOLDER = /\{\{(ip|addr|cert|pubkey|digest|stamp):([a-z0-9-]+)\}\}/g;
 
 /** What each placeholder kind may be replaced with. */
+const IPV4 = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/;
 const VALID: Record<string, RegExp> = {
-  ip: /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/,
+  ip: IPV4,
+  addr: IPV4,
   cert: /^-----BEGIN CERTIFICATE-----\n[A-Za-z0-9+/=\n]+-----END CERTIFICATE-----\n?$/,
   pubkey: /^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp256|ecdsa-sha2-nistp384|ecdsa-sha2-nistp521) [A-Za-z0-9+/=]+( [A-Za-z0-9@._-]*)?$/,
   digest: /^files=\d+ sha256=[0-9a-f]{64}$/,
   stamp: /^\d{12}$/,
 };
 
-export type PlaceholderKind = 'ip' | 'cert' | 'pubkey' | 'digest' | 'stamp';
+export type PlaceholderKind = 'ip' | 'addr' | 'cert' | 'pubkey' | 'digest' | 'stamp';
 
 /** Quotes one argument for a POSIX shell. */
 export function q(arg: string | number): string {
@@ -44,6 +46,16 @@ export function sh(...args: (string | number)[]): string {
 export function ph(kind: PlaceholderKind, name: string): string {
   return `{{${kind}:${name}}}`;
 }
+
+/** Is this a dotted-quad IPv4 address (as opposed to a host name)? */
+export const isIPv4 = (s: string): boolean => IPV4.test(s);
+
+/**
+ * A plan address as commands use it: an IPv4 address as it is; a host name as the address
+ * preflight resolved it to once (`{{addr:<role>}}`), so a DNS change mid-migration (the cutover
+ * itself changes records) can never point a later step at another machine.
+ */
+export const pinnedAddress = (address: string, role: string): string => (IPV4.test(address) ? address : ph('addr', role));
 
 /** A container's address on the destination bridge, known only after it starts. */
 export const ipOf = (container: string): string => ph('ip', container);

@@ -237,7 +237,7 @@ export class SshPool implements CommandExecutor {
     const khRef = target.knownHosts ?? this.options.defaultKnownHosts;
     // The references are part of the identity: a connection verified against one known_hosts
     // must not serve a target that pins another.
-    const id = `${targetLabel(target)}|${target.sshKey}|${khRef}`;
+    const id = `${targetLabel(target)}|${target.hostKeyAlias ?? ''}|${target.sshKey}|${khRef}`;
     const existing = this.connections.get(id);
     if (existing && !existing.closed) return existing;
 
@@ -251,7 +251,7 @@ export class SshPool implements CommandExecutor {
 
     let refusal: string | undefined;
     const hostVerifier: SyncHostVerifier = (key) => {
-      const verdict = checkHostKey(entries, target.address, target.port, key);
+      const verdict = checkHostKey(entries, target.hostKeyAlias ?? target.address, target.port, key);
       if (verdict === 'match') return true;
       const why = {
         mismatch: 'does not match the key pinned in',
@@ -284,7 +284,7 @@ export class SshPool implements CommandExecutor {
       keepaliveCountMax: this.options.keepaliveCountMax,
       hostVerifier,
       algorithms: {
-        serverHostKey: preferredHostKeyAlgorithms(entries, target.address, target.port) as ServerHostKeyAlgorithm[],
+        serverHostKey: preferredHostKeyAlgorithms(entries, target.hostKeyAlias ?? target.address, target.port) as ServerHostKeyAlgorithm[],
       },
       ...('agent' in secret ? { agent: secret.agent } : { privateKey: secret.value }),
     };

@@ -221,7 +221,8 @@ function matrixOf(steps: Step[], outcomes: StepOutcome[]): MatrixEntry[] {
 
 /** What a container's child needs of the record: the run's timestamp and that container's own values. */
 function valuesOf(container: string, values: Record<string, string>): Record<string, string> {
-  return Object.fromEntries(Object.entries(values).filter(([k]) => k === 'stamp:run' || k.endsWith(`:${container}`)));
+  // The recorded host addresses too: a child connects where the parent's preflight pinned them.
+  return Object.fromEntries(Object.entries(values).filter(([k]) => k === 'stamp:run' || k.startsWith('addr:') || k.endsWith(`:${container}`)));
 }
 
 /** Runs `f` over `items` with at most `limit` at once; after the first failure nothing new starts. */

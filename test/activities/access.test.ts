@@ -102,4 +102,15 @@ const logins = (d: Sshd) => (d.log().match(/Accepted publickey for /g) ?? []).le
     expect(await verify(hosts, 'dry-run')).toMatchObject({ status: 'recorded', command: step.command });
     expect([logins(source), logins(destination)]).toEqual(before);
   });
+
+  it('reaches a host the plan names at its recorded address, checking its key under the name', async () => {
+    // known_hosts pins the key under a name that resolves nowhere: only the alias can match it.
+    const named = pinned(source, 'known_hosts.named', source.knownHostsLine.replace(/^\S+/, `[source.gbo-test.invalid]:${source.port}`));
+    const target = { ...targetOf('source', source, named), hostKeyAlias: 'source.gbo-test.invalid' };
+    const hosts = { source: target, destination: targetOf('destination', destination, pinned(destination, 'known_hosts')) };
+    expect(await verify(hosts)).toMatchObject({ status: 'done' });
+    // Without the alias the same key is looked up under 127.0.0.1, which known_hosts does not pin.
+    const { hostKeyAlias: _alias, ...unaliased } = target;
+    await expect(verify({ ...hosts, source: unaliased })).rejects.toMatchObject({ type: 'HostKeyMismatch' });
+  });
 });
