@@ -166,8 +166,12 @@ serviceFixes:
     container: system
     file: /opt/gbo/conf/botserver.env
     key: DATABASE_URL
-    value: postgres://gbuser@{{ip:tables}}:5432/botserver
+    set: { urlHost: "{{ip:tables}}" }
     restart: []
+  - kind: hosts-entry
+    container: alm-ci
+    hostname: system
+    address: "{{ip:system}}"
 
 approvals:
   cutover: true

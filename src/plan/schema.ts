@@ -159,17 +159,88 @@ const dnsRecordSchema = z
     }
   });
 
+/** A systemd unit name (restart targets). */
+const unitName = z.string().regex(/^[A-Za-z0-9@._-]+$/, 'a systemd unit name');
+
+/** `{{ip:<container>}}`, an IPv4 address or a DNS host name: what may stand for a host. */
+const hostTemplate = z
+  .string()
+  .refine(
+    (h) => /^\{\{ip:[a-z0-9-]+\}\}$/.test(h) || IPV4.test(h) || (h.length <= 253 && h.split('.').every((l) => DNS_LABEL.test(l))),
+    'a host: "{{ip:<container>}}", an IPv4 address or a DNS host name',
+  );
+
+/**
+ * What an `env` fix writes: exactly one of
+ * - `value`: the whole new value, literally (a template: `{{ip:<container>}}` becomes that
+ *   container's new address). Written into the plan, so never a secret.
+ * - `valueRef`: the whole new value is a secret the worker resolves (`env:NAME`, `file:/path`) and
+ *   hands to the command over stdin; it is never in the plan, a command, history or a log.
+ * - `urlHost`: only the host of the URL the key already holds changes (scheme, user, password,
+ *   port, path and query stay); the rewrite happens inside the container, so a password in the
+ *   URL never leaves it.
+ */
+const envSetSchema = z
+  .object({
+    value: z
+      .string()
+      .max(4096)
+      .regex(/^[^\n\r\0]*$/, 'a one-line value (no newline, carriage return or NUL)')
+      .refine((v) => !/:\/\/[^/?#@\s]*:[^/?#@\s]*@/.test(v), 'a value with no password in it: a secret goes in "valueRef", and "urlHost" changes only a URL\'s host')
+      .optional(),
+    valueRef: z.string().regex(/^(env:[A-Z_][A-Z0-9_]*|file:\/[A-Za-z0-9._/-]+)$/, 'a secret reference: "env:NAME" or "file:/absolute/path"').optional(),
+    urlHost: hostTemplate.optional(),
+  })
+  .strict()
+  .superRefine((s, ctx) => {
+    const given = (['value', 'valueRef', 'urlHost'] as const).filter((k) => s[k] !== undefined);
+    if (given.length !== 1) {
+      ctx.addIssue({
+        code: 'custom',
+        message: `exactly one of "value" (the whole value), "valueRef" (the whole value, a secret) or "urlHost" (only a URL's host)${given.length ? `, not ${given.join(' and ')}` : ''}`,
+        input: s,
+      });
+    }
+  });
+
 const serviceFixSchema = z.discriminatedUnion('kind', [
   z
     .object({
       kind: z.literal('env'),
       container: instanceName,
-      /** File holding KEY=value lines (an env file or a systemd unit's Environment=). */
+      /**
+       * File holding KEY=value lines: an env file, or a systemd unit's `Environment=` lines when the
+       * path is under /etc/systemd/ or ends in `.service` (then `systemctl daemon-reload` follows).
+       */
       file: absPath,
-      key: z.string().regex(/^[A-Z_][A-Z0-9_]*$/, 'an environment variable name'),
-      /** Value template; `{{ip:<container>}}` becomes that container's new address. No secrets. */
-      value: z.string().regex(/^[A-Za-z0-9:/@._%{}?=&-]*$/, 'a value of URL-safe characters'),
-      restart: z.array(z.string().regex(/^[A-Za-z0-9@._-]+$/, 'a systemd unit name')).default([]),
+      key: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'an environment variable name (letters, digits and "_", not starting with a digit)'),
+      set: envSetSchema,
+      /** Units restarted after every fix (and the daemon-reload) of this container. */
+      restart: z.array(unitName).default([]),
+    })
+    .strict(),
+  z
+    .object({
+      kind: z.literal('hosts-entry'),
+      container: instanceName,
+      /** The hosts file; `/etc/hosts` unless said otherwise. */
+      file: absPath.default('/etc/hosts'),
+      /** The name that must resolve to `address` (and only to it: other lines lose this name). */
+      hostname: z.string().refine((h) => h.length <= 253 && h.split('.').every((l) => DNS_LABEL.test(l)), 'a host name such as system or db.example.com'),
+      address: z
+        .string()
+        .refine((a) => /^\{\{ip:[a-z0-9-]+\}\}$/.test(a) || IPV4.test(a), 'an address: "{{ip:<container>}}" or an IPv4 address'),
+    })
+    .strict(),
+  z
+    .object({
+      kind: z.literal('ssh-config-host'),
+      container: instanceName,
+      /** The ssh_config file (it must exist), e.g. /root/.ssh/config. */
+      file: absPath,
+      /** The `Host` pattern whose block gets the HostName (an exact pattern, not a wildcard). */
+      host: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$/, 'a Host alias of letters, digits, ".", "_" and "-" (no wildcard)'),
+      hostName: hostTemplate,
     })
     .strict(),
   z
@@ -189,6 +260,14 @@ const serviceFixSchema = z.discriminatedUnion('kind', [
     })
     .strict(),
 ]);
+
+/** A service fix as validated. */
+export type ServiceFix = z.output<typeof serviceFixSchema>;
+
+/** A unit file: systemd reads it, so `systemctl daemon-reload` follows an edit. */
+export function isUnitFile(path: string): boolean {
+  return path.startsWith('/etc/systemd/') || path.startsWith('/lib/systemd/') || path.startsWith('/usr/lib/systemd/') || path.endsWith('.service');
+}
 
 export const planSchema = z
   .object({
@@ -336,10 +415,25 @@ export const planSchema = z
     });
     ref(['caddy', 'container'], plan.caddy.container);
     ref(['dns', 'container'], plan.dns.container);
+    const fixed = new Map<string, number>();
     plan.serviceFixes.forEach((f, i) => {
       ref(['serviceFixes', i, 'container'], f.container);
-      if (f.kind === 'env') {
-        for (const m of f.value.matchAll(/\{\{ip:([^}]*)\}\}/g)) ref(['serviceFixes', i, 'value'], m[1] ?? '');
+      const what =
+        f.kind === 'env' ? `${f.key} in ${f.file}` : f.kind === 'hosts-entry' ? `${f.hostname} in ${f.file}` : f.kind === 'ssh-config-host' ? `Host ${f.host} in ${f.file}` : f.kind;
+      const prior = fixed.get(`${f.container} ${f.kind} ${what}`);
+      if (prior !== undefined) {
+        ctx.addIssue({ code: 'custom', path: ['serviceFixes', i], message: `one fix per target: serviceFixes[${prior}] already sets ${what} in ${f.container}`, input: what });
+      } else fixed.set(`${f.container} ${f.kind} ${what}`, i);
+      const templates: [(string | number)[], string | undefined][] =
+        f.kind === 'env'
+          ? [[['set', 'value'], f.set.value], [['set', 'urlHost'], f.set.urlHost]]
+          : f.kind === 'hosts-entry'
+            ? [[['address'], f.address]]
+            : f.kind === 'ssh-config-host'
+              ? [[['hostName'], f.hostName]]
+              : [];
+      for (const [field, text] of templates) {
+        for (const m of (text ?? '').matchAll(/\{\{ip:([^}]*)\}\}/g)) ref(['serviceFixes', i, ...field], m[1] ?? '');
       }
     });
   });

@@ -40,6 +40,8 @@ export type StepHost = 'source' | 'destination' | 'worker';
  * - `caddy-rewrite`, `zone-update`: read a file, rewrite it in the worker, write it back.
  * - `wait-dns`, `wait-cert`: durable polls until the world agrees.
  * - `vault-unseal`: the key comes from the worker's secret store over stdin, never the command.
+ * - `env-secret`: a `run` step whose value (`params.valueRef`) the worker resolves and hands to the
+ *   command and its check over stdin, never in the command, history, heartbeat or failure.
  * - `pin-host-key`: the source's host key as the worker pins it, written to the destination's
  *   known_hosts for the rsync pull (never learned from the network).
  * - `resolve-address`: the worker resolves a host name of the plan once; the address is recorded
@@ -58,6 +60,7 @@ export type StepKind =
   | 'wait-cert'
   | 'wait-window'
   | 'vault-unseal'
+  | 'env-secret'
   | 'pin-host-key'
   | 'verify-host-keys'
   | 'resolve-address';

@@ -126,6 +126,8 @@ async function execute(step: Step, ctx: RunContext): Promise<StepOutcome> {
       return act.rewriteCaddy(input);
     case 'vault-unseal':
       return act.unsealVault(input);
+    case 'env-secret':
+      return act.writeSecretEnv(input);
     case 'pin-host-key':
       return act.pinSourceHostKey(input);
     case 'verify-host-keys':

@@ -17,7 +17,8 @@
  */
 import { CancelledFailure } from '@temporalio/common';
 import { createHash, generateKeyPairSync } from 'node:crypto';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { CommandExecutor, CommandResult, HostTarget, RunOptions } from '../../src/activities/executor';
@@ -1639,6 +1640,33 @@ export class StatefulHosts implements CommandExecutor {
       { name: 'test -f', query: true, re: rx(/^test -f <path>$/), run: (i, [, p = '']) => (i.files[p] ? ok() : fail('')) },
       { name: 'test ! -e', query: true, re: rx(/^test ! -e <path>$/), run: (i, [, p = '']) => (i.files[p] ? fail('') : ok()) },
       { name: 'cat', query: true, re: rx(/^cat <path>$/), run: (i, [, p = '']) => (i.files[p] ? ok(i.files[p]?.content) : noFile(p)) },
+      {
+        // The service fixes' file edits (src/runbook/fix-scripts.ts): the real script, run by /bin/sh
+        // on a copy of the container's file, so the fake agrees with the container by construction.
+        name: 'service fix file edit (gbo-fix)',
+        re: /^sh -c '([^']*)' gbo-fix ([\s\S]*)$/,
+        run: (i, [, script = '', rest = ''], { stdin }) => {
+          const [prog = '', mode = '', path = '', ...assignments] = words(rest);
+          const f = i.files[path];
+          if (!f) return fail(`gbo: ${path}: no such file in the container; nothing changed`, 2);
+          const dir = mkdtempSync(join(tmpdir(), 'gbo-fix-'));
+          const copy = join(dir, 'file');
+          writeFileSync(copy, f.content);
+          const r = spawnSync('/bin/sh', ['-c', script, 'gbo-fix', prog, mode, copy, ...assignments], { input: stdin ?? '', encoding: 'utf8' });
+          const after = readFileSync(copy, 'utf8');
+          rmSync(dir, { recursive: true, force: true });
+          if (mode === 'apply' && after !== f.content) write(i, path, after, f.owner);
+          return { exitCode: r.status ?? 1, stdout: r.stdout.split(copy).join(path), stderr: r.stderr.split(copy).join(path) };
+        },
+      },
+      {
+        name: 'systemctl daemon-reload / restart',
+        re: /^systemctl (daemon-reload|restart \S+)$/,
+        run: (i, [, what = '']) => {
+          this.effect('destination', `systemctl ${what} in ${i.name}`);
+          return ok();
+        },
+      },
       {
         name: 'write the new Caddyfile next to the live one (stdin)',
         re: rx(/^sh -c 'cp -p "\$2" "\$1" && cat > "\$1"' write <path> <path>$/),
