@@ -2,6 +2,7 @@
  * Turns captured command output into the values later steps need. Each parser throws with a
  * message that says what it expected, so a surprising host answer fails loudly.
  */
+import { IPV4 } from '../plan/addresses';
 import { countVhostsAdapted } from '../proxy/caddy';
 import type { DeviceMap } from '../runbook/build';
 import type { CaptureKind } from '../runbook/model';
@@ -11,7 +12,10 @@ interface InstanceState {
 }
 
 function globalIpv4(state: InstanceState | null | undefined, nic = 'eth0'): string | undefined {
-  return state?.network?.[nic]?.addresses?.find((a) => a.family === 'inet' && a.scope === 'global')?.address;
+  const ip = state?.network?.[nic]?.addresses?.find((a) => a.family === 'inet' && a.scope === 'global')?.address;
+  // Checked here with the plan's pattern, so a surprising answer fails at the capture, not in a later command.
+  if (ip !== undefined && !IPV4.test(ip)) throw new Error(`expected a dotted-quad IPv4 address on ${nic}, got ${JSON.stringify(ip.slice(0, 40))}`);
+  return ip;
 }
 
 /** `incus list --format json` / `lxc query .../state`: the IPv4 of eth0 with global scope. */

@@ -5,6 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import type { z } from 'zod';
+import { describeValue, SECRET_FIELD } from './guards';
 import { planSchema, type Plan } from './schema';
 
 /** One problem in a plan: `path` as written in the file, the offending value, what was expected. */
@@ -30,8 +31,15 @@ function formatPath(path: readonly PropertyKey[]): string {
   return path.reduce<string>((acc, k) => (typeof k === 'number' ? `${acc}[${k}]` : acc ? `${acc}.${String(k)}` : String(k)), '');
 }
 
-function show(value: unknown): string {
+/**
+ * The value as a message shows it. Key material, passwords in secret fields and huge strings are
+ * described instead (describeValue): validation output lands in terminals, CI logs and tickets.
+ */
+function show(value: unknown, path: readonly PropertyKey[] = []): string {
   if (value === undefined) return 'nothing';
+  const field = [...path].reverse().find((k) => typeof k === 'string');
+  const hidden = describeValue(value, typeof field === 'string' && SECRET_FIELD.test(field));
+  if (hidden) return hidden;
   const s = JSON.stringify(value);
   return s.length > 80 ? `${s.slice(0, 77)}...` : s;
 }
@@ -54,9 +62,9 @@ function expectedOf(issue: z.core.$ZodIssue): string {
     case 'invalid_value':
       return `one of ${issue.values.map((v) => JSON.stringify(v)).join(', ')}`;
     case 'too_small':
-      return issue.origin === 'array' ? `at least ${String(issue.minimum)} entries` : `at least ${String(issue.minimum)}`;
+      return issue.origin === 'array' ? `at least ${String(issue.minimum)} entries` : issue.origin === 'string' ? `at least ${String(issue.minimum)} characters` : `at least ${String(issue.minimum)}`;
     case 'too_big':
-      return issue.origin === 'array' ? `at most ${String(issue.maximum)} entries` : `at most ${String(issue.maximum)}`;
+      return issue.origin === 'array' ? `at most ${String(issue.maximum)} entries` : issue.origin === 'string' ? `at most ${String(issue.maximum)} characters` : `at most ${String(issue.maximum)}`;
     case 'invalid_union':
       return issue.message.includes('discriminator') ? 'a known "kind"' : issue.message;
     default:
@@ -71,7 +79,7 @@ export function validatePlan(doc: unknown, source = 'plan'): Plan {
   const problems = result.error.issues.map((issue) => {
     const path = issue.code === 'unrecognized_keys' ? [...issue.path, issue.keys[0] ?? ''] : issue.path;
     const value = 'input' in issue && issue.input !== undefined ? issue.input : valueAt(doc, path);
-    return { path: formatPath(path), value: show(value), expected: expectedOf(issue) };
+    return { path: formatPath(path), value: show(value, path), expected: expectedOf(issue) };
   });
   throw new PlanError(source, problems);
 }

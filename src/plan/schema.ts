@@ -7,8 +7,11 @@
  * key are *references* the worker resolves.
  */
 import { z } from 'zod';
-
-const DNS_LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
+import { DNS_LABEL, hostIpv4Problem, IPV4 } from './addresses';
+import {
+  boundedText, canonicalPath, commandArgv, DAY, dedicatedDataRoots, destructiveTarget, dirNameProblem, hostAddressGuard,
+  hostIpv4Guard, MAX_CONTAINERS, MINUTE, SECOND, secretRefGuard, subnetGuard, systemdUnit, boundedDuration,
+} from './guards';
 
 /** LXD/Incus instance names: a hostname label, starting with a letter. */
 export const instanceName = z
@@ -23,36 +26,26 @@ export const resourceName = z
   .string()
   .regex(/^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$/, 'a name of letters, digits, "_" and "-"');
 
-/** An absolute path with a safe character set and no ".." segments. */
-export const absPath = z
-  .string()
-  .regex(/^\/[A-Za-z0-9._/-]*$/, 'an absolute path of letters, digits, ".", "_", "-" and "/"')
-  .refine((p) => !p.split('/').includes('..'), 'a path without ".." segments');
+/** An absolute path with a safe character set, in canonical form (no "..", ".", "//" or trailing "/"). */
+export const absPath = canonicalPath;
 
 /** A relative directory name inside /opt/gbo (conf, data, logs, bin, ...). */
 export const dirName = z
   .string()
-  .regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, 'a directory name of letters, digits, ".", "_" and "-"')
-  .refine((d) => d !== '..', 'a directory name other than ".."');
+  .superRefine((d, ctx) => {
+    const why = dirNameProblem(d);
+    if (why) ctx.addIssue({ code: 'custom', message: why, input: d });
+  })
+  .meta({ pattern: '^[A-Za-z0-9][A-Za-z0-9._-]*$', maxLength: 255 });
 
-const ipv4Octet = '(25[0-5]|2[0-4]\\d|1\\d\\d|[1-9]?\\d)';
-const IPV4 = new RegExp(`^${ipv4Octet}(\\.${ipv4Octet}){3}$`);
-export const ipv4 = z.string().regex(IPV4, 'an IPv4 address such as 192.0.2.10');
+/** An IPv4 address a host can have (canonical dotted quad; not 0.0.0.0, broadcast, multicast or reserved). */
+export const ipv4 = hostIpv4Guard;
 
-/** A host address: IPv4 or a DNS name. */
-export const hostAddress = z
-  .string()
-  .refine(
-    (a) => IPV4.test(a) || (a.length <= 253 && a.split('.').every((l) => DNS_LABEL.test(l))),
-    'an IPv4 address or a DNS host name',
-  );
+/** A host address: IPv4 or a DNS name (see plan/addresses.ts for what is refused and why). */
+export const hostAddress = hostAddressGuard;
 
-export const cidr = z
-  .string()
-  .refine((c) => {
-    const [addr, len, ...rest] = c.split('/');
-    return rest.length === 0 && addr !== undefined && IPV4.test(addr) && /^\d{1,2}$/.test(len ?? '') && Number(len) <= 32;
-  }, 'an IPv4 subnet such as 10.107.115.0/24');
+/** The bridge subnet: host bits zero, a prefix from /8 to /30. */
+export const cidr = subnetGuard;
 
 export const domainName = z
   .string()
@@ -67,12 +60,13 @@ export const port = z.number().int().min(1).max(65535);
  * A reference to a secret the worker resolves: `file:/path`, `env:NAME` or `agent` (SSH agent).
  * Key material itself is refused so that it can never reach workflow input or history.
  */
-export const secretRef = z
-  .string()
-  .regex(/^(agent|env:[A-Z_][A-Z0-9_]*|file:[A-Za-z0-9._/~-]+)$/, 'a secret reference: "agent", "env:NAME" or "file:/path"');
+export const secretRef = secretRefGuard;
 
 /** Durations as `90s`, `15m`, `2h`, `3d`. */
 export const duration = z.string().regex(/^\d+(ms|s|m|h|d)$/, 'a duration such as 30s, 15m, 2h or 3d');
+/** Per-field bounds: a zero poll interval spins on the host, a 10^20-day wait overflows timers. */
+const pollInterval = boundedDuration(SECOND, DAY, 'polls at most once a second, at least once a day');
+const longWait = (what: string) => boundedDuration(MINUTE, 90 * DAY, `${what}; longer than 90 days is a typo, not a plan`);
 
 const hostSchema = z
   .object({
@@ -92,7 +86,7 @@ const hostSchema = z
 const serviceSchema = z
   .object({
     name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9 ._+-]{0,40}$/, 'a service name of letters, digits, spaces and ".-_+"'),
-    ports: z.array(port).default([]),
+    ports: z.array(port).max(64).default([]),
     protocol: z.enum(['tcp', 'udp']).default('tcp'),
     /** false for services the guide lists as internal-only and not expected to answer on a port. */
     required: z.boolean().default(true),
@@ -115,14 +109,14 @@ const containerSchema = z
     source: instanceName.optional(),
     /** Folder of this container's data under `data.sourceRoot` on the source; defaults to `name`. */
     sourceFolder: dirName.optional(),
-    role: z.string().max(80).optional(),
+    role: boundedText(80).optional(),
     privileged: z.boolean().default(false),
     /** Owner of /opt/gbo inside the container; falls back to `ownerFallback` when the user is absent. */
     owner: unixName.default('gbuser'),
     ownerFallback: unixName.default('root'),
-    dataDirs: z.array(dirName).min(1),
-    services: z.array(serviceSchema).default([]),
-    requiredFiles: z.array(requiredFileSchema).default([]),
+    dataDirs: z.array(dirName).min(1).max(64),
+    services: z.array(serviceSchema).max(64).default([]),
+    requiredFiles: z.array(requiredFileSchema).max(256).default([]),
     /** Copied and verified first, before the others start. */
     canary: z.boolean().default(false),
   })
@@ -134,7 +128,7 @@ const portForwardSchema = z
     protocol: z.enum(['tcp', 'udp']),
     container: instanceName,
     containerPort: port.optional(),
-    service: z.string().max(80).optional(),
+    service: boundedText(80).optional(),
   })
   .strict();
 
@@ -143,24 +137,24 @@ const dnsRecordSchema = z
     name: z.string().regex(/^(@|[a-z0-9*]([a-z0-9.-]{0,200}[a-z0-9])?)$/, 'a record owner name relative to the zone, or "@"'),
     type: z.enum(['A', 'NS']),
     /** A: an IPv4 address; NS: a host name. */
-    value: z.string().min(1),
+    value: z.string().min(1).max(253),
     ttl: z.number().int().min(30).max(604800).optional(),
   })
   .strict()
   .superRefine((r, ctx) => {
-    const ok = r.type === 'A' ? IPV4.test(r.value) : domainName.safeParse(r.value.replace(/\.$/, '')).success;
+    const aProblem = r.type === 'A' ? (/^[\d.]+$/.test(r.value) ? hostIpv4Problem(r.value) : 'an IPv4 address') : undefined;
+    const ok = r.type === 'A' ? aProblem === undefined : domainName.safeParse(r.value.replace(/\.$/, '')).success;
     if (!ok) {
       ctx.addIssue({
         code: 'custom',
         path: ['value'],
-        message: r.type === 'A' ? 'an IPv4 address for an A record' : 'a host name for an NS record',
+        message: r.type === 'A' ? `${aProblem} for an A record` : 'a host name for an NS record',
         input: r.value,
       });
     }
   });
 
 /** A systemd unit name (restart targets). */
-const unitName = z.string().regex(/^[A-Za-z0-9@._-]+$/, 'a systemd unit name');
 
 /** `{{ip:<container>}}`, an IPv4 address or a DNS host name: what may stand for a host. */
 const hostTemplate = z
@@ -213,10 +207,10 @@ const serviceFixSchema = z.discriminatedUnion('kind', [
        * path is under /etc/systemd/ or ends in `.service` (then `systemctl daemon-reload` follows).
        */
       file: absPath,
-      key: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'an environment variable name (letters, digits and "_", not starting with a digit)'),
+      key: z.string().max(128).regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'an environment variable name (letters, digits and "_", not starting with a digit)'),
       set: envSetSchema,
       /** Units restarted after every fix (and the daemon-reload) of this container. */
-      restart: z.array(unitName).default([]),
+      restart: z.array(systemdUnit).max(16).default([]),
     })
     .strict(),
   z
@@ -247,7 +241,7 @@ const serviceFixSchema = z.discriminatedUnion('kind', [
     .object({
       kind: z.literal('vault-unseal'),
       container: instanceName,
-      vaultAddr: z.string().regex(/^https?:\/\/[A-Za-z0-9.:-]+$/, 'a Vault URL such as https://127.0.0.1:8200'),
+      vaultAddr: z.string().max(256).regex(/^https?:\/\/[A-Za-z0-9.:-]+$/, 'a Vault URL such as https://127.0.0.1:8200'),
       binary: absPath,
       /** Resolved by the worker; never in the plan, input or history. */
       keyRef: secretRef,
@@ -282,7 +276,7 @@ export const planSchema = z
         /** Address of LXD's API (core.https_address) as the destination reaches it. */
         apiAddress: hostAddress,
         apiPort: port.default(8443),
-        containerPrefix: z.string().regex(/^([a-z][a-z0-9-]*)?$/, 'a prefix of lowercase letters, digits and "-"').default(''),
+        containerPrefix: z.string().max(40).regex(/^([a-z][a-z0-9-]*)?$/, 'a prefix of lowercase letters, digits and "-"').default(''),
       })
       .strict(),
     destination: z
@@ -300,22 +294,22 @@ export const planSchema = z
          * A host firewall (ufw) to enable, with the TCP ports it allows. Port 22 is always allowed
          * first, and the enable step refuses to run unless that rule is in place.
          */
-        firewall: z.object({ allow: z.array(port).default([80, 443]) }).strict().optional(),
+        firewall: z.object({ allow: z.array(port).max(64).default([80, 443]) }).strict().optional(),
         /** The systemd unit that restores the rules at boot (the guide's iptables-restore.service). */
         restoreUnitFile: absPath.default('/etc/systemd/system/iptables-restore.service'),
       })
       .strict(),
-    containers: z.array(containerSchema).min(1),
+    containers: z.array(containerSchema).min(1).max(MAX_CONTAINERS),
     data: z
       .object({
         /** Tenant data on the source host; one folder per container. */
-        sourceRoot: absPath.default('/opt/gbo'),
+        sourceRoot: destructiveTarget.default('/opt/gbo'),
         /** Where the destination's rsync pull lands first. */
-        staging: absPath,
+        staging: destructiveTarget,
         /** Final home: `<tenantsRoot>/<tenant>/<container>`. */
-        tenantsRoot: absPath.default('/opt/gbo/tenants'),
+        tenantsRoot: destructiveTarget.default('/opt/gbo/tenants'),
         /** Mount point of the data inside each container. */
-        containerPath: absPath.default('/opt/gbo'),
+        containerPath: destructiveTarget.default('/opt/gbo'),
         /**
          * Private key file ON THE DESTINATION HOST that its rsync uses to pull from the source (a
          * path, never key material; the guide's dest→source key exchange). Default: ssh's own.
@@ -325,7 +319,7 @@ export const planSchema = z
         pullKnownHosts: absPath.optional(),
       })
       .strict(),
-    portForwards: z.array(portForwardSchema).default([]),
+    portForwards: z.array(portForwardSchema).max(256).default([]),
     caddy: z
       .object({
         container: instanceName,
@@ -333,7 +327,7 @@ export const planSchema = z
         storageRoot: absPath.default('/opt/gbo/data/caddy'),
         binary: absPath.default('/usr/bin/caddy'),
         /** Refuse any rewritten config with fewer vhosts than this (the guide's full config has ~25). */
-        minVhosts: z.number().int().min(1),
+        minVhosts: z.number().int().min(1).max(10000),
       })
       .strict(),
     dns: z
@@ -342,36 +336,36 @@ export const planSchema = z
         container: instanceName,
         zoneFile: absPath,
         /** argv of the reload, run in the DNS container (CoreDNS reloads on SIGHUP). */
-        reloadCommand: z.array(z.string().regex(/^[A-Za-z0-9@%+=:,./_-]+$/, 'a plain word')).min(1),
-        records: z.array(dnsRecordSchema).min(1),
+        reloadCommand: commandArgv(16),
+        records: z.array(dnsRecordSchema).min(1).max(256),
         /** Servers whose answers prove propagation (addresses or names). */
-        authoritativeServers: z.array(hostAddress).min(1),
+        authoritativeServers: z.array(hostAddress).min(1).max(16),
         /** Previous TTL of the changed records; the cutover waits at least this long. */
-        oldTtlSeconds: z.number().int().min(0).default(3600),
+        oldTtlSeconds: z.number().int().min(0).max(604800).default(3600),
       })
       .strict(),
     certificates: z
       .object({
-        domains: z.array(domainName).min(1),
+        domains: z.array(domainName).min(1).max(100),
         wait: z
           .object({
-            pollInterval: duration.default('5m'),
-            maxWait: duration.default('7d'),
+            pollInterval: pollInterval.default('5m'),
+            maxWait: longWait('the longest wait for a certificate').default('7d'),
           })
           .strict()
           .default({ pollInterval: '5m', maxWait: '7d' }),
       })
       .strict()
       .optional(),
-    serviceFixes: z.array(serviceFixSchema).default([]),
+    serviceFixes: z.array(serviceFixSchema).max(64).default([]),
     approvals: z
       .object({
         cutover: z.boolean().default(true),
         cleanup: z.boolean().default(true),
         /** Time the migrated tenant must run before cleanup may be approved. */
-        verificationWindow: duration.default('24h'),
+        verificationWindow: boundedDuration(0, 90 * DAY, 'longer than 90 days is a typo, not a plan').default('24h'),
         /** How long a gate waits for an operator before it reports a timeout. */
-        gateTimeout: duration.default('14d'),
+        gateTimeout: boundedDuration(MINUTE, 365 * DAY, 'an operator answers within a year or the gate reports a timeout').default('14d'),
       })
       .strict()
       .default({ cutover: true, cleanup: true, verificationWindow: '24h', gateTimeout: '14d' }),
@@ -436,7 +430,8 @@ export const planSchema = z
         for (const m of (text ?? '').matchAll(/\{\{ip:([^}]*)\}\}/g)) ref(['serviceFixes', i, ...field], m[1] ?? '');
       }
     });
-  });
+  })
+  .superRefine(dedicatedDataRoots);
 
 /** A plan as written (defaults optional). */
 export type PlanInput = z.input<typeof planSchema>;

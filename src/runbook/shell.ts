@@ -12,13 +12,15 @@
  * own and must stand as whole arguments. `sudo` wrapping happens after filling (`hostCommand`).
  */
 
+import { IPV4 } from '../plan/addresses';
+
 // `!` is literal in non-interactive shells except as a command's first word, where q() is never used.
 const SAFE = /^[A-Za-z0-9_@%+=:,./!-]+$/;
 const PLACEHOLDER = /\{\{(ip|addr|cert|pubkey|digest|stamp):([a-z0-9-]+)\}\}/g;
 
 /** What each placeholder kind may be replaced with. */
-const IPV4 = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/;
 const VALID: Record<string, RegExp> = {
+  // The plan's own IPv4 pattern (plan/addresses.ts): canonical dotted quads only.
   ip: IPV4,
   addr: IPV4,
   cert: /^-----BEGIN CERTIFICATE-----\n[A-Za-z0-9+/=\n]+-----END CERTIFICATE-----\n?$/,

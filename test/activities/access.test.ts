@@ -11,7 +11,7 @@ import type { StepInput } from '../../src/activities/common';
 import { DryRunExecutor, type HostTarget } from '../../src/activities/executor';
 import type { Step } from '../../src/runbook/model';
 import { SshPool } from '../../src/ssh/pool';
-import { keygen, sshdUnavailable, startSshd, type Sshd } from '../ssh/sshd';
+import { keygen, sshdUnavailable, startSshd, TEST_SECRETS, type Sshd } from '../ssh/sshd';
 import { inActivity } from './context';
 
 const unavailable = sshdUnavailable();
@@ -54,7 +54,7 @@ const logins = (d: Sshd) => (d.log().match(/Accepted publickey for /g) ?? []).le
     [source, destination] = await Promise.all([startSshd(), startSshd()]);
   });
   beforeEach(() => {
-    pool = new SshPool();
+    pool = new SshPool({ secrets: TEST_SECRETS });
   });
   afterEach(async () => {
     await pool.close();

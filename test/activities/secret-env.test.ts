@@ -42,7 +42,7 @@ test('the step is an env-secret step with only the reference', () => {
 });
 
 test('check and command get the value over stdin, never in a command, the outcome or a heartbeat', async () => {
-  const live = new Hosts((c) => ({ exitCode: c.includes(' check ') ? 10 : 0, stdout: '/opt/gbo/conf/botserver.env: changed\n', stderr: '' }));
+  const live = new Hosts((c) => ({ exitCode: c.includes(' check /opt/') ? 10 : 0, stdout: '/opt/gbo/conf/botserver.env: changed\n', stderr: '' }));
   const run = inActivity(() => activities(live).writeSecretEnv({ step, hosts, values: {}, mode: 'live' }));
   const outcome = await run.result;
   expect(outcome).toMatchObject({ id: step.id, status: 'done' });
@@ -58,7 +58,7 @@ test('a check that passes leaves the file alone', async () => {
 });
 
 test('a failure carries no secret, even one the host echoed', async () => {
-  const live = new Hosts((c) => (c.includes(' check ') ? { exitCode: 10, stdout: '', stderr: '' } : { exitCode: 3, stdout: `oops ${SECRET}`, stderr: `gbo: error near ${SECRET}; nothing changed\n` }));
+  const live = new Hosts((c) => (c.includes(' check /opt/') ? { exitCode: 10, stdout: '', stderr: '' } : { exitCode: 3, stdout: `oops ${SECRET}`, stderr: `gbo: error near ${SECRET}; nothing changed\n` }));
   const err = await inActivity(() => activities(live).writeSecretEnv({ step, hosts, values: {}, mode: 'live' })).result.catch((e: unknown) => e);
   expect(String((err as Error).message)).toContain('nothing changed');
   expect(JSON.stringify(err, Object.getOwnPropertyNames(err as object))).not.toContain('s3cr3t');
