@@ -41,8 +41,11 @@ export function fixes(ctx: Ctx): Step[] {
               '-c',
               // Keeps an `Environment=` prefix (systemd units) and replaces the whole value; the new
               // text goes over a copy of the file (`cp -p`), so its owner and mode stay.
-              'f="$1"; k="$2"; v="$3"; t="$f.gbo-new"; cp -p "$f" "$t" || exit 1; if grep -qE "^(Environment=\\"?)?$k=" "$f"; then ' +
-                'sed -E "s#^(Environment=\\"?)?$k=[^\\"]*#\\1$k=$v#" "$f" > "$t"; else { cat "$f"; echo "$k=$v"; } > "$t"; fi && mv "$t" "$f"',
+              // The key and value reach sed's regex and replacement escaped (a `#` would end its `s`).
+              'f="$1"; k="$2"; v="$3"; t="$f.gbo-new"; cp -p "$f" "$t" || exit 1; ' +
+                "ek=$(printf '%s' \"$k\" | sed 's/[][\\.*^$#|?+(){}]/\\\\&/g'); ev=$(printf '%s' \"$v\" | sed 's/[\\&#]/\\\\&/g'); " +
+                'if grep -qE "^(Environment=\\"?)?$ek=" "$f"; then ' +
+                'sed -E "s#^(Environment=\\"?)?$ek=[^\\"]*#\\1$ek=$ev#" "$f" > "$t"; else { cat "$f"; echo "$k=$v"; } > "$t"; fi && mv "$t" "$f"',
               'env-fix',
               f.file,
               f.key,

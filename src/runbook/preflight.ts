@@ -169,7 +169,8 @@ export function preflight(ctx: Ctx): Step[] {
       title: 'The destination logs in to the source over SSH (host key pinned)',
       host: 'destination',
       kind: 'run',
-      command: `${ctx.sshToSource} ${q(`${srcUser.user}@${plan.hosts.source.address}`)} true`,
+      // `--`: a destination that starts with `-` is not an option (`-oProxyCommand=...`).
+      command: `${ctx.sshToSource} -- ${q(`${srcUser.user}@${plan.hosts.source.address}`)} true`,
     }),
   ];
   return steps;
