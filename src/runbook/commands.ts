@@ -12,7 +12,7 @@ import { isIPv4, q, sh } from './shell';
 export const OWNER_KEY = 'user.gbo-migrate.tenant';
 
 /** Is every port answering? Bash's /dev/tcp, so nothing needs installing on the destination. */
-export const tcpProbe = (ip: string, port: number) => sh('timeout', 5, 'bash', '-c', `: </dev/tcp/${ip}/${port}`);
+export const tcpProbe = (ip: string, port: number) => sh('timeout', 5, 'bash', '-c', `: </dev/tcp/${q(ip)}/${q(port)}`);
 
 /** Context shared by the phase builders. */
 export interface Ctx {
@@ -53,7 +53,8 @@ export function context(plan: Plan): Ctx {
     stagingOf: (c) => `${plan.data.staging}/${c.name}`,
     finalOf: (c) => `${plan.data.tenantsRoot}/${plan.tenant}/${c.name}`,
     sourceDataOf: (c) => `${plan.data.sourceRoot}/${c.sourceFolder ?? c.name}`,
-    sshToSource: sshOpts.join(' '),
+    // Quoted word by word: the pull-ssh step runs it through a shell, rsync splits `-e` on the same quotes.
+    sshToSource: sshOpts.map(q).join(' '),
   };
 }
 

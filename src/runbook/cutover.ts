@@ -3,7 +3,7 @@
  */
 import type { Step } from './model';
 import { step, type Ctx } from './commands';
-import { ph } from './shell';
+import { ph, sh } from './shell';
 
 export function cutover(ctx: Ctx): Step[] {
   const { plan } = ctx;
@@ -41,7 +41,7 @@ export function cutover(ctx: Ctx): Step[] {
       title: `Wait until ${dns.authoritativeServers.join(', ')} answer the new records, then ${dns.oldTtlSeconds}s for old TTLs`,
       host: 'worker',
       kind: 'wait-dns',
-      command: dns.authoritativeServers.map((server) => `dig @${server} ${dns.zone} A`).join('; '),
+      command: dns.authoritativeServers.map((server) => sh('dig', `@${server}`, dns.zone, 'A')).join('; '),
       params: { servers: dns.authoritativeServers, oldTtlSeconds: dns.oldTtlSeconds, zone: dns.zone, records: dns.records.map((r) => JSON.stringify(r)) },
       profile: 'poll',
     }),

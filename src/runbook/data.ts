@@ -90,7 +90,7 @@ export function data(ctx: Ctx, c: ContainerPlan): Step[] {
         c.name,
         'sh',
         '-c',
-        `chown -R ${c.owner}:${c.owner} ${inContainer} 2>/dev/null || chown -R ${c.ownerFallback}:${c.ownerFallback} ${inContainer}`,
+        `chown -R ${q(`${c.owner}:${c.owner}`)} ${q(inContainer)} 2>/dev/null || chown -R ${q(`${c.ownerFallback}:${c.ownerFallback}`)} ${q(inContainer)}`,
       ),
       check: ownerCheck,
       profile: 'transfer',

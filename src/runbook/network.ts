@@ -67,7 +67,7 @@ export function network(ctx: Ctx): Step[] {
         title: `${plan.destination.publicAddress}:${f.port}/${f.protocol} answers through NAT`,
         host: 'worker',
         kind: 'probe',
-        command: `${f.protocol} ${plan.destination.publicAddress}:${f.port}`,
+        command: sh(f.protocol, `${plan.destination.publicAddress}:${f.port}`),
         params: { protocol: f.protocol, address: plan.destination.publicAddress, port: f.port, zone: plan.dns.zone },
       }),
     );
@@ -147,6 +147,9 @@ export function networkCompensationSteps(plan: Plan): Step[] {
   ];
 }
 
+/** Text for inside a double-quoted systemd argument: escapes, `$` and `%` specifiers, no line breaks. */
+const systemdQuoted = (s: string) => s.replace(/[\\"]/g, '\\$&').replace(/\n/g, '\\n').replace(/\$/g, '$$$$').replace(/%/g, '%%');
+
 /** The guide's iptables-restore unit. */
 export function restoreUnit(rulesFile: string): string {
   return [
@@ -157,7 +160,7 @@ export function restoreUnit(rulesFile: string): string {
     'DefaultDependencies=no',
     '[Service]',
     'Type=oneshot',
-    `ExecStart=/bin/sh -c "/sbin/iptables-restore < ${rulesFile}"`,
+    `ExecStart=/bin/sh -c "${systemdQuoted(`/sbin/iptables-restore < ${q(rulesFile)}`)}"`,
     'RemainAfterExit=yes',
     '[Install]',
     'WantedBy=multi-user.target',

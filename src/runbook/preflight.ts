@@ -171,7 +171,8 @@ export function preflight(ctx: Ctx): Step[] {
       title: 'The destination logs in to the source over SSH (host key pinned)',
       host: 'destination',
       kind: 'run',
-      command: `${ctx.sshToSource} ${q(`${srcUser.user}@${pinnedAddress(plan.hosts.source.address, 'source')}`)} true`,
+      // `--`: a destination that starts with `-` is not an option (`-oProxyCommand=...`).
+      command: `${ctx.sshToSource} -- ${q(`${srcUser.user}@${pinnedAddress(plan.hosts.source.address, 'source')}`)} true`,
     }),
   ];
   return steps;

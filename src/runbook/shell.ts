@@ -78,7 +78,7 @@ function invalidValue(kind: PlaceholderKind, value: string): string | undefined 
  * never reaches a shell.
  */
 export function fillPlaceholders(command: string, values: Record<string, string>, strict = false): string {
-  return command.replace(PLACEHOLDER, (whole, kind: PlaceholderKind, name: string) => {
+  return command.replace(PLACEHOLDER, (whole, kind: PlaceholderKind, name: string, at: number) => {
     const key = `${kind}:${name}`;
     const value = values[key];
     if (value === undefined) {
@@ -87,8 +87,34 @@ export function fillPlaceholders(command: string, values: Record<string, string>
     }
     const bad = invalidValue(kind, value);
     if (bad) throw new Error(`${key}: ${bad}`);
+    // A quoted value inside quotes would end them (a plan value that looks like a placeholder).
+    if (q(value) !== value && !unquotedAt(command, at)) throw new Error(`${key}: its value needs quotes of its own, but the placeholder stands inside quotes`);
     return q(value);
   });
+}
+
+/** Is position `at` of a command outside every quote and command substitution? */
+function unquotedAt(command: string, at: number): boolean {
+  const stack: string[] = [];
+  for (let i = 0; i < at; i++) {
+    const ch = command[i];
+    const top = stack[stack.length - 1];
+    if (top === "'") {
+      if (ch === "'") stack.pop();
+    } else if (ch === '\\') {
+      i++;
+    } else if (ch === '$' && command[i + 1] === '(') {
+      stack.push('(');
+      i++;
+    } else if (top === '"') {
+      if (ch === '"') stack.pop();
+    } else if (ch === "'" || ch === '"' || ch === '(') {
+      stack.push(ch);
+    } else if (ch === ')' && top === '(') {
+      stack.pop();
+    }
+  }
+  return stack.length === 0;
 }
 
 /** The command as the host runs it: placeholders filled, then wrapped for sudo where the plan says. */

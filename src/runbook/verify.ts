@@ -3,7 +3,7 @@
  */
 import type { Step } from './model';
 import { slug, step, tcpProbe, type Ctx } from './commands';
-import { ipOf } from './shell';
+import { ipOf, q } from './shell';
 
 export function verify(ctx: Ctx): Step[] {
   const { plan } = ctx;
@@ -28,7 +28,7 @@ export function verify(ctx: Ctx): Step[] {
       }
     }
     for (const file of c.requiredFiles) {
-      const tests = [`test -e ${file.path}`, ...(file.executable ? [`test -x ${file.path}`] : []), ...(file.owner ? [`test "$(stat -c %U ${file.path})" = ${file.owner}`] : [])];
+      const tests = [`test -e ${q(file.path)}`, ...(file.executable ? [`test -x ${q(file.path)}`] : []), ...(file.owner ? [`test "$(stat -c %U ${q(file.path)})" = ${q(file.owner)}`] : [])];
       steps.push(
         step(ctx, {
           id: `verify/${c.name}/file-${slug(file.path)}`,
