@@ -59,6 +59,7 @@ function admit(input: unknown): CheckedInput {
   try {
     checked = checkInput(input);
   } catch (err) {
+    // Anything else is a bug in the check itself: the failing task waits for a fixed worker.
     if (!(err instanceof PlanError)) throw err;
     throw ApplicationFailure.create({
       type: INVALID_INPUT,
