@@ -3,6 +3,7 @@
  * gbo-migrate: validate and print plans, start and steer migrations.
  * Exit codes: 0 ok, 1 failure, 2 invalid plan or usage.
  */
+import { WorkflowFailedError } from '@temporalio/client';
 import { Command, CommanderError } from 'commander';
 import { writeFileSync } from 'node:fs';
 import { connectClient, startMigration } from './client';
@@ -58,7 +59,14 @@ program
     const plan = loadPlan(file);
     const cfg = temporalConfig();
     const client = await connectClient(cfg.address, cfg.namespace);
-    const handle = await startMigration(client, plan, opts.dryRun ? 'dry-run' : 'live', cfg.taskQueue);
+    let handle;
+    try {
+      handle = await startMigration(client, plan, opts.dryRun ? 'dry-run' : 'live', cfg.taskQueue, { uiUrl: cfg.uiUrl });
+    } catch (err) {
+      // A refusal (that tenant's migration is running) names the run and where to watch it; main prints it.
+      await client.connection.close();
+      throw err;
+    }
     console.log(`started ${handle.workflowId} (${opts.dryRun ? 'dry run' : 'live'}): ${cfg.uiUrl}/namespaces/${cfg.namespace}/workflows/${handle.workflowId}`);
     if (opts.wait) {
       const report = await handle.result();
@@ -178,6 +186,10 @@ async function main(): Promise<void> {
       process.exitCode = 2;
     } else if (err instanceof CommanderError) {
       process.exitCode = err.exitCode === 0 ? 0 : 2;
+    } else if (err instanceof WorkflowFailedError && err.cause) {
+      // The run's own failure (an InvalidPlan refusal lists the plan's problems) rather than the SDK's wrapper.
+      console.error(`error: ${err.message}: ${err.cause.message}`);
+      process.exitCode = 1;
     } else {
       console.error(`error: ${(err as Error).message}`);
       process.exitCode = 1;

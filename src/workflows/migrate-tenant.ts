@@ -15,22 +15,21 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import type { Mode, StepOutcome } from '../activities/steps';
-import type { Plan } from '../plan/schema';
+import { PlanError } from '../plan/validate';
 import { buildRunbook } from '../runbook/build';
 import { phaseSteps, type GateName, type PhaseId, type Step } from '../runbook/model';
 import { compensate } from './compensation';
-import { TENANT_ATTR, type Approval, type MatrixEntry, type SkippedStep } from './messages';
+import { checkInput, type CheckedInput, type MigrateTenantInput } from './input';
+import { TENANT_ATTR, workflowIdOf, type Approval, type MatrixEntry, type SkippedStep } from './messages';
 import { migrateContainer } from './migrate-container';
 import { MigrationState } from './operator-state';
 import { msOf, runSteps, STEP_FAILED } from './run-steps';
 
-export interface MigrateTenantInput {
-  /** A validated plan (the client validates before starting; the workflow trusts its shape). */
-  plan: Plan;
-  mode: Mode;
-  /** `wait` (default): a failed step waits for an operator's retry or skip; `fail`: the run fails. */
-  onFailure?: 'wait' | 'fail';
-}
+export type { MigrateTenantInput } from './input';
+
+/** Failure types of a refused start: nothing ran, and retrying the same input cannot help. */
+export const INVALID_INPUT = 'InvalidPlan';
+export const WRONG_WORKFLOW_ID = 'WrongWorkflowId';
 
 export interface MigrationReport {
   tenant: string;
@@ -50,14 +49,51 @@ function stampOf(date: Date): string {
   return `${date.getUTCFullYear()}${p(date.getUTCMonth() + 1)}${p(date.getUTCDate())}${p(date.getUTCHours())}${p(date.getUTCMinutes())}`;
 }
 
+/**
+ * The input checked before anything else. A PlanError thrown in workflow code would fail the
+ * workflow task, which Temporal retries forever (the run hangs, nothing says why); a non-retryable
+ * ApplicationFailure ends the run at once with the problems in its message and its details.
+ */
+function admit(input: unknown): CheckedInput {
+  let checked: CheckedInput;
+  try {
+    checked = checkInput(input);
+  } catch (err) {
+    // Anything else is a bug in the check itself: the failing task waits for a fixed worker.
+    if (!(err instanceof PlanError)) throw err;
+    throw ApplicationFailure.create({
+      type: INVALID_INPUT,
+      nonRetryable: true,
+      message: `refused before any step: ${err.message}`,
+      details: [{ problems: err.problems }],
+    });
+  }
+  // One migration per tenant and mode: the server refuses a second run only under the same ID, so
+  // a run under any other ID (a typo in the Web UI's form, a script) would race the real one.
+  const expected = workflowIdOf(checked.plan.tenant, checked.mode);
+  const actual = workflowInfo().workflowId;
+  if (actual !== expected) {
+    throw ApplicationFailure.create({
+      type: WRONG_WORKFLOW_ID,
+      nonRetryable: true,
+      message:
+        `refused before any step: a ${checked.mode} migration of tenant ${checked.plan.tenant} must run under workflow ID "${expected}", ` +
+        `not "${actual}" (one migration per tenant at a time); start it again with workflow ID "${expected}"`,
+      details: [{ expected, actual }],
+    });
+  }
+  return checked;
+}
+
 export async function migrateTenant(input: MigrateTenantInput): Promise<MigrationReport> {
-  const { plan, mode } = input;
+  const checked = admit(input);
+  const { plan, mode } = checked;
   const runbook = buildRunbook(plan);
   const state = new MigrationState(plan, mode, runbook, { 'stamp:run': stampOf(workflowInfo().startTime) });
   state.installHandlers();
   const { log } = state;
   const byPhase = new Map<PhaseId, StepOutcome[]>();
-  const ctx = state.runContext(plan, mode, input.onFailure);
+  const ctx = state.runContext(plan, mode, checked.onFailure);
 
   const runPhase = async (id: PhaseId, steps: Step[] = phaseSteps(runbook, id)) => {
     state.enter(id);
