@@ -46,6 +46,9 @@ export function sh(...args: (string | number)[]): string {
 
 /** A placeholder for a value learned at run time. */
 export function ph(kind: PlaceholderKind, name: string): string {
+  // A name outside the placeholder alphabet would stay in the command as raw text, unfilled and
+  // unquoted: refuse to build such a command at all (validation refuses such names first).
+  if (!/^[a-z0-9-]+$/.test(name)) throw new Error(`cannot build a command for ${JSON.stringify(name)}: not a name a learned value can be kept under`);
   return `{{${kind}:${name}}}`;
 }
 
