@@ -13,6 +13,7 @@ import { rewriteUpstreams } from '../../src/proxy/caddy';
 import { buildRunbook, compensationSteps, networkCompensationSteps } from '../../src/runbook/build';
 import { CONTAINER_PHASES, phaseSteps, stepsOf, type PhaseId, type Step } from '../../src/runbook/model';
 import { hostCommand } from '../../src/runbook/shell';
+import { derivedValues } from '../../src/runbook/values';
 import { hostTargetsOf, StatefulHosts, testPlan } from '../harness/stateful-hosts';
 
 type Outcome = 'done' | 'already-done' | 'skipped';
@@ -74,7 +75,8 @@ async function walkStep(hosts: StatefulHosts, plan: Plan, step: Step, values: Re
       const r = await must(step.host, step.command, step.sudo);
       if (step.captureAs) {
         const value = parseCapture(step.captureAs.kind, r.stdout);
-        values[step.captureAs.key] = value;
+        // As the workflow: the recorded instance also yields its idmap shift (idshift:<c>).
+        Object.assign(values, { [step.captureAs.key]: value }, derivedValues(step.captureAs.key, value));
         // As checkCapture: a name taken on the destination must be this migration's own.
         for (const name of ((p.mustNotContain as string[]) ?? []).filter((n) => value.split(',').includes(n))) {
           expect((await must(step.host, `incus config get ${name} ${String(p.ownerKey)}`, step.sudo)).stdout.trim()).toBe(String(p.tenant));
@@ -128,7 +130,11 @@ test('the whole runbook against hosts that keep state; then every check passes a
   const first = await walk(hosts, plan, steps, values);
   expect(hosts.unscripted).toEqual([]);
   expect(hosts.withoutSudo).toEqual([]);
-  expect(Object.entries(first).filter(([, o]) => o === 'already-done')).toEqual([]);
+  // Only the privileged source's: its copy brings security.privileged along, and its data has no idmap shift to take off.
+  expect(Object.entries(first).filter(([, o]) => o === 'already-done')).toEqual([
+    ['copy/system/privileged', 'already-done'],
+    ['data/system/shift-ids', 'already-done'],
+  ]);
 
   // The state the runbook says it leaves.
   const src = hosts.sourceSnapshot();
@@ -147,10 +153,10 @@ test('the whole runbook against hosts that keep state; then every check passes a
   expect(dst.iptables.filter[0]).toBe('-A INPUT -i lo -j ACCEPT');
   expect(dst.ipForward).toBe('1');
   // The Caddyfile points at the new addresses only; the zone at the destination.
-  const caddy = hosts.destination.instances[plan.caddy.container]?.files[plan.caddy.configPath]?.content ?? '';
+  const caddy = hosts.destination.instances[plan.caddy!.container]?.files[plan.caddy!.configPath]?.content ?? '';
   for (const c of plan.containers) expect(caddy).not.toContain(`${values[`oldip:${c.name}`]}:`);
   expect(caddy).toContain(`${values['ip:tables']}:5432`);
-  expect(hosts.destination.instances[plan.dns.container]?.files[plan.dns.zoneFile]?.content).toMatch(new RegExp(`^ns1\\s.*A\\s+${plan.destination.publicAddress.replace(/\./g, '\\.')}`, 'm'));
+  expect(hosts.destination.instances[plan.dns.container!]?.files[plan.dns.zoneFile!]?.content).toMatch(new RegExp(`^ns1\\s.*A\\s+${plan.destination.publicAddress.replace(/\./g, '\\.')}`, 'm'));
 
   // Idempotency: every check now passes, and a second pass runs no command a check guards.
   expect(await failingChecks(hosts, plan, steps, values)).toEqual([]);
@@ -359,9 +365,9 @@ test('a copy interrupted halfway leaves an unmarked instance; the copy step dele
   // Halfway through a pull, staging holds half the files; the next pull completes it.
   const [rsync] = tables('presync') as [Step];
   await hosts.run(hostTargetsOf(plan).destination, hostCommand('rm -rf --one-file-system /home/administrator/gbo/tables', {}, true));
-  hosts.hang(/rsync -az/, { halfDone: true });
+  hosts.hang(/rsync -aHAX/, { halfDone: true });
   const pulling = hosts.run(hostTargetsOf(plan).destination, hostCommand(rsync.command, values, rsync.sudo));
-  await hosts.whenRunning(/rsync -az/);
+  await hosts.whenRunning(/rsync -aHAX/);
   const half = Object.keys(hosts.destination.folders['/home/administrator/gbo/tables'] ?? {}).length;
   hosts.release();
   expect((await pulling).exitCode).toBe(0);
