@@ -23,6 +23,7 @@ import { join } from 'node:path';
 import type { CommandExecutor, CommandResult, HostTarget, RunOptions } from '../../src/activities/executor';
 import { loadPlan } from '../../src/plan/load';
 import { sourceNameOf, type ContainerPlan, type HostRole, type Plan } from '../../src/plan/schema';
+import type { NetProbes } from '../../src/probe/probes';
 import type { DeviceMap } from '../../src/runbook/build';
 
 // ---- the test plan -------------------------------------------------------------------------------
@@ -53,6 +54,21 @@ export function testPlan(overrides: Partial<Plan> = {}): Plan {
     destination: { ...example.destination, firewall: undefined },
     portForwards: [],
     serviceFixes: [],
+    ...overrides,
+  };
+}
+
+/**
+ * test/plans/shop.yaml: a second tenant unlike pragmatismo (no Caddy, DNS hosted elsewhere, a UDP
+ * service, renamed and stateless containers), with a unique tenant name and a worker known_hosts
+ * that pins its source. Its port forwards stay: the fake's `net()` answers the NAT probes.
+ */
+export function shopPlan(overrides: Partial<Plan> = {}): Plan {
+  const shop = loadPlan(join(__dirname, '..', 'plans', 'shop.yaml'));
+  return {
+    ...shop,
+    tenant: `shop${Date.now() % 100000}x${planSeq++}`,
+    hosts: { ...shop.hosts, source: { ...shop.hosts.source, knownHosts: `file:${knownHostsFor(shop.hosts.source.address)}` } },
     ...overrides,
   };
 }
@@ -455,6 +471,11 @@ export class StatefulHosts implements CommandExecutor {
   readonly withoutSudo: string[] = [];
   /** Hosts `connect()` was called for, in order. */
   readonly connections: HostRole[] = [];
+  /**
+   * What the tenant's authoritative DNS servers (hosted elsewhere) answer: absolute name → IPv4.
+   * Seeded with the source's address; a test changes it as an operator does at the provider.
+   */
+  readonly publicDns: Record<string, string> = {};
 
   private readonly table: Handler[];
   private readonly inside: InsideHandler[];
@@ -486,6 +507,9 @@ export class StatefulHosts implements CommandExecutor {
       ipForward: '0',
       ufw: { active: false, allowed: [], routed: false },
     };
+    for (const r of plan.dns.records.filter((x) => x.type === 'A')) {
+      this.publicDns[r.name === '@' ? plan.dns.zone : `${r.name}.${plan.dns.zone}`] = plan.hosts.source.address;
+    }
     this.inside = this.insideHandlers();
     this.table = [...this.sourceHandlers(), ...this.sharedHandlers(), ...this.destinationHandlers(), ...this.networkHandlers(), ...this.wrappers()];
   }
@@ -529,6 +553,39 @@ export class StatefulHosts implements CommandExecutor {
       if (--f.times === 0) this.connectFaults.splice(i, 1);
       throw f.error;
     }
+  }
+
+  /**
+   * The worker's network as this fake sees it: probes of the destination's public address go
+   * through its DNAT rules to the container behind them; DNS questions to the plan's authoritative
+   * servers are answered from `publicDns`. Nothing reaches a real address.
+   */
+  net(): NetProbes {
+    const behind = (protocol: string, address: string, port: number): { i: DestinationInstance; port: string } | undefined => {
+      if (address !== this.plan.destination.publicAddress) return undefined;
+      const rule = (this.destination.iptables.nat.PREROUTING ?? []).find((r) => r.startsWith(`-d ${address}/32 -p ${protocol} -m ${protocol} --dport ${port} -j DNAT `));
+      const [ip, p = ''] = (/--to-destination (\S+)/.exec(rule ?? '')?.[1] ?? '').split(':');
+      const i = Object.values(this.destination.instances).find((x) => x.ip === ip && x.status === 'Running');
+      return i && !this.down.has(`${i.name}:${p}`) ? { i, port: p } : undefined;
+    };
+    const noAnswer = (error: string) => ({ ok: false, rcode: -1, answers: [], aa: false, error });
+    return {
+      tcpProbe: async (host, port) => (behind('tcp', host, port) ? { ok: true, ms: 1 } : { ok: false, ms: 1, error: 'ECONNREFUSED' }),
+      httpProbe: async (host, port) => (behind('tcp', host, port) ? { ok: true, reply: 'HTTP/1.1 200 OK' } : { ok: false, error: 'ECONNREFUSED' }),
+      udpProbe: async (host, port, _send, expect) => {
+        const b = behind('udp', host, port);
+        const reply = b ? this.options.udpReplies?.[`${b.i.name}:${b.port}`] : undefined;
+        return reply?.includes(expect) ? { ok: true, reply } : { ok: false, error: 'no reply after 3000 ms' };
+      },
+      dnsQuery: async (server, port, name, type) => {
+        if (this.plan.dns.authoritativeServers.includes(server) && port === 53) {
+          const a = this.publicDns[name.replace(/\.$/, '')];
+          return { ok: true, rcode: 0, aa: true, answers: a && type === 'A' ? [{ name: `${name}.`, type: 'A', ttl: 300, data: a }] : [] };
+        }
+        return behind('udp', server, port) ? { ok: true, rcode: 0, aa: true, answers: [] } : noAnswer('timeout after 3000 ms');
+      },
+      tlsCertificate: async () => ({ ok: false, error: 'no certificates in the fake' }),
+    };
   }
 
   // ---- faults -------------------------------------------------------------------------------------
