@@ -14,7 +14,7 @@ import { buildRunbook, compensationSteps, networkCompensationSteps } from '../..
 import { CONTAINER_PHASES, phaseSteps, stepsOf, type PhaseId, type Step } from '../../src/runbook/model';
 import { hostCommand } from '../../src/runbook/shell';
 import { derivedValues } from '../../src/runbook/values';
-import { hostTargetsOf, StatefulHosts, testPlan } from '../harness/stateful-hosts';
+import { hostTargetsOf, shopPlan, StatefulHosts, testPlan } from '../harness/stateful-hosts';
 
 type Outcome = 'done' | 'already-done' | 'skipped';
 
@@ -418,4 +418,43 @@ test('port forwards: one DNAT rule per port, replaced when the address changes; 
   expect(hosts.destinationSnapshot().iptables.nat).toEqual([`-A POSTROUTING -s ${plan.destination.bridgeSubnet} ! -d ${plan.destination.bridgeSubnet} -j MASQUERADE`]);
   expect(hosts.destination.files[plan.destination.iptablesRulesFile]).not.toContain('DNAT');
   expect(hosts.unscripted).toEqual([]);
+});
+
+test('owners and modes arrive as the source has them, from an unprivileged (shifted) and a privileged source', async () => {
+  const several = [
+    { path: 'html/index.html', content: 'root\n', uid: 0, gid: 0, mode: '644' },
+    { path: 'html/app.php', content: 'www\n', uid: 33, gid: 33, mode: '640' },
+    { path: 'uploads/a.png', content: 'user\n', uid: 1000, gid: 1000, mode: '600' },
+    { path: 'uploads/run.sh', content: 'other\n', uid: 1001, gid: 100, mode: '4755' },
+  ];
+  const world = several.map((f) => ({ ...f, path: f.path.replace(/^html\//, 'worlds/').replace(/^uploads\//, 'config/') }));
+  const plan = shopPlan();
+  // web: unprivileged at base 1000000 (host uid = 1000000 + N); game: privileged (host uid = N).
+  const hosts = new StatefulHosts(plan, { idmapBase: { web: 1000000, db: 1000000 }, extraFiles: { web: several, game: world } });
+  const src = hosts.source.meta[hosts.sourceDataOf(plan.containers.find((c) => c.name === 'web')!)];
+  expect(src?.['uploads/run.sh']).toEqual({ uid: 1001001, gid: 1000100, mode: '4755' });
+  const values: Record<string, string> = { ...STAMP };
+  await walk(hosts, plan, ordered(plan, 'data'), values);
+  expect(values).toMatchObject({ 'idshift:web': '1000000', 'idshift:db': '1000000', 'idshift:game': '0', 'idshift:cache': '0' });
+  for (const [name, files, into] of [['web', several, '/var/www'], ['game', world, '/srv/app']] as const) {
+    const inside = hosts.destination.instances[name]!.files;
+    for (const f of files) expect([name, f.path, inside[`${into}/${f.path}`]]).toMatchObject([name, f.path, { uid: f.uid, gid: f.gid, mode: f.mode, content: f.content }]);
+  }
+  // The stateless container got no data; the checks hold, and a second pass changes nothing.
+  expect(Object.keys(hosts.destination.instances.cache!.files)).toEqual([]);
+  expect(await failingChecks(hosts, plan, ordered(plan, 'data'), values)).toEqual([]);
+  const effects = hosts.effects.length;
+  await walk(hosts, plan, ordered(plan, 'data'), values);
+  expect(hosts.effects.slice(effects)).toEqual([]);
+
+  // Without shift-ids the container would see the host's shifted IDs (1001001), and the shift-ids
+  // check says so: that step is what makes the push carry the container's own view.
+  const shifted = new StatefulHosts(plan, { idmapBase: { web: 1000000 }, extraFiles: { web: several } });
+  const v2: Record<string, string> = { ...STAMP };
+  const noShift = ordered(plan, 'data').filter((s) => !s.id.endsWith('/shift-ids'));
+  await walk(shifted, plan, noShift, v2);
+  expect(shifted.destination.instances.web!.files['/var/www/uploads/run.sh']).toMatchObject({ uid: 1001001, gid: 1000100 });
+  expect((await failingChecks(shifted, plan, ordered(plan, 'data'), v2)).filter((f) => f.startsWith('data/web/shift-ids'))).toHaveLength(1);
+  expect(hosts.unscripted).toEqual([]);
+  expect(shifted.unscripted).toEqual([]);
 });
