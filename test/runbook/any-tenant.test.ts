@@ -151,6 +151,18 @@ describe('probe commands need only bash and coreutils, and quote every value', (
       expect(await run(probeCommand('127.0.0.1', up, { kind: 'udp', send: 'PING', expect: 'PONG PING' }))).toBe(0);
       expect(await run(probeCommand('127.0.0.1', up, { kind: 'udp', send: 'PING', expect: 'NOPE' }))).not.toBe(0);
       expect(await run(probeCommand('127.0.0.1', hp, { kind: 'http', path: '/healthz' }))).toBe(0);
+      // A DNS server: NOERROR for the zone it serves, NXDOMAIN for anything else.
+      const dns = dgram.createSocket('udp4');
+      dns.on('message', (m, r) => {
+        const known = m.includes(Buffer.from('\x04shop\x03lab\x00', 'latin1'));
+        const reply = Buffer.concat([m.subarray(0, 2), Buffer.from([0x84, known ? 0x00 : 0x03]), m.subarray(4)]);
+        dns.send(reply, r.port, r.address);
+      });
+      await new Promise<void>((res) => dns.bind(0, '127.0.0.1', () => res()));
+      const dp = (dns.address() as { port: number }).port;
+      expect(await run(probeCommand('127.0.0.1', dp, { kind: 'dns', name: 'shop.lab' }))).toBe(0);
+      expect(await run(probeCommand('127.0.0.1', dp, { kind: 'dns', name: 'other.example' }))).not.toBe(0);
+      dns.close();
       expect(await run(probeCommand('127.0.0.1', hp, { kind: 'http', path: '/broken' }))).not.toBe(0);
     } finally {
       udp.close();
