@@ -26,7 +26,7 @@ export function record(ctx: Ctx, c: ContainerPlan): Step[] {
       id: `record/${c.name}/addresses`,
       phase: 'record',
       container: c.name,
-      title: `Record ${src}'s addresses (Caddy upstreams point at them)`,
+      title: `Record ${src}'s addresses (reverse-proxy upstreams may point at them)`,
       host: 'source',
       kind: 'capture',
       command: ctx.lxc('query', `/1.0/instances/${src}/state`),

@@ -108,3 +108,13 @@ test('the second tenant migrates completely in live mode with zero skipped steps
   expect(hosts.unscripted).toEqual([]);
   expect(hosts.withoutSudo).toEqual([]);
 }, 300_000);
+
+test('in a dry run the dns gate passes like the others', async () => {
+  const plan = shopPlan();
+  const taskQueue = `any-tenant-dry-${Date.now()}`;
+  const worker = await createWorker({ connection: native, taskQueue, deps: { dryRun: new DryRunExecutor() } });
+  const report = await worker.runUntil(async () => (await startMigration(client, plan, 'dry-run', taskQueue)).result());
+  expect(report.approvals.map((a) => `${a.gate}:${a.by}`)).toEqual(['cutover:dry-run', 'dns:dry-run', 'cleanup:dry-run']);
+  expect(report.phases.find((p) => p.id === 'cutover')?.steps.map((s) => s.id)).toEqual(['cutover/tenant/dns-propagated']);
+  expect(report.phases.find((p) => p.id === 'proxy')?.steps).toEqual([]);
+});
