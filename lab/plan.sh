@@ -85,7 +85,7 @@ containers:
     role: NSD (the guide's CoreDNS)
     dataDirs: $(dirs_yaml dns)
     services:
-      - { name: NSD, ports: [53], protocol: udp }
+      - { name: NSD, ports: [53], protocol: udp, probe: { kind: dns, name: $GBO_LAB_ZONE } }
       - { name: NSD-tcp, ports: [53] }
   - name: email
     role: Stalwart mail (lab stand-in)

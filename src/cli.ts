@@ -11,6 +11,7 @@ import { temporalConfig } from './config';
 import { planJsonSchema } from './plan/json-schema';
 import { loadPlan, PlanError } from './plan/load';
 import { buildRunbook } from './runbook/build';
+import { GATE_NAMES, type GateName } from './runbook/model';
 import { renderRunbook } from './runbook/print';
 import { runWorker } from './worker';
 import type { UpdateDefinition } from '@temporalio/common';
@@ -86,18 +87,21 @@ program
     const client = await connectClient(cfg.address, cfg.namespace);
     const status = await client.workflow.getHandle(workflowIdOf(tenant, opts.dryRun ? 'dry-run' : 'live')).query(statusQuery);
     console.log(JSON.stringify(status, null, 2));
+    // At a gate, what it asks last, where the operator reads it (the dns gate: the records to change).
+    if (status.gate) console.log(`waiting at the ${status.gate.name} gate: ${status.gate.title}\n  approve with: gbo-migrate approve ${tenant} --gate ${status.gate.name} --by <name> --reason <text>`);
     await client.connection.close();
   });
 
 program
   .command('approve')
   .argument('<tenant>')
-  .requiredOption('--gate <gate>', 'cutover or cleanup')
+  .requiredOption('--gate <gate>', 'cutover, dns (DNS hosted elsewhere: the records are changed at the provider) or cleanup')
   .requiredOption('--by <name>', 'who approves')
   .requiredOption('--reason <text>', 'why')
   .option('--override', 'cut over although the verification matrix is red (recorded)')
   .description('approve a gate of a running migration')
-  .action(async (tenant: string, opts: { gate: 'cutover' | 'cleanup'; by: string; reason: string; override?: boolean }) => {
+  .action(async (tenant: string, opts: { gate: GateName; by: string; reason: string; override?: boolean }) => {
+    if (!GATE_NAMES.includes(opts.gate)) throw new CommanderError(2, 'gbo-migrate.gate', `--gate: expected ${GATE_NAMES.join(', ')}, got ${JSON.stringify(opts.gate)}`);
     const cfg = temporalConfig();
     const client = await connectClient(cfg.address, cfg.namespace);
     try {

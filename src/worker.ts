@@ -33,6 +33,7 @@ export async function createWorker(options: WorkerOptions): Promise<Worker> {
     dryRun: options.deps?.dryRun ?? new DryRunExecutor({ keep: false }),
     live: options.deps?.live,
     resolveSecret: options.deps?.resolveSecret ?? ((ref: string) => resolveSecretValue(ref, options.secrets)),
+    ...(options.deps?.net ? { net: options.deps.net } : {}),
   };
   return Worker.create({
     connection: options.connection,

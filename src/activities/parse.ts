@@ -40,17 +40,63 @@ export interface RecordedInstance {
   devices: DeviceMap;
   privileged: boolean;
   profiles: string[];
+  /**
+   * The host uid/gid its root maps to (its host-side data is stored shifted by it): `0` when
+   * privileged, with an empty idmap, or with a data disk device shifted by the kernel
+   * (`shift: true`). Absent when the record shows no idmap at all.
+   */
+  idShift?: string;
+}
+
+interface IdmapEntry {
+  Isuid?: boolean;
+  Isgid?: boolean;
+  Hostid?: number;
+  Nsid?: number;
+  Maprange?: number;
+}
+
+/**
+ * The source idmap shift of an instance, from its recorded config: `volatile.idmap.current`
+ * (running), else `volatile.last_state.idmap`; a JSON list of {Isuid, Isgid, Hostid, Nsid, Maprange}.
+ */
+export function idShiftOf(config: Record<string, string>, devices: Record<string, Record<string, string>>): string | undefined {
+  if (config['security.privileged'] === 'true') return '0';
+  if (Object.values(devices).some((d) => d.type === 'disk' && d.source !== undefined && d.shift === 'true')) return '0';
+  const raw = config['volatile.idmap.current'] ?? config['volatile.last_state.idmap'];
+  if (raw === undefined) return undefined;
+  const map = JSON.parse(raw) as IdmapEntry[] | null;
+  if (!Array.isArray(map)) throw new Error(`expected the idmap to be a JSON list, got ${JSON.stringify(raw.slice(0, 80))}`);
+  if (map.length === 0) return '0';
+  const base = (pick: (e: IdmapEntry) => boolean | undefined) => map.find((e) => pick(e) && (e.Nsid ?? 0) === 0)?.Hostid;
+  const uid = base((e) => e.Isuid);
+  const gid = base((e) => e.Isgid);
+  if (uid === undefined || gid === undefined) throw new Error(`the idmap maps no uid or no gid 0: ${raw.slice(0, 200)}`);
+  if (uid !== gid) throw new Error(`the idmap shifts uids by ${uid} and gids by ${gid}; only one shift for both is supported`);
+  if (!Number.isInteger(uid) || uid < 0) throw new Error(`an idmap Hostid that is not a whole number: ${uid}`);
+  return String(uid);
 }
 
 /** `lxc query /1.0/instances/<name>`, kept small for history. */
 export function parseInstance(json: string): RecordedInstance {
-  const i = JSON.parse(json) as { name: string; status: string; devices?: Record<string, Record<string, string>>; config?: Record<string, string>; expanded_config?: Record<string, string>; profiles?: string[] };
+  const i = JSON.parse(json) as {
+    name: string;
+    status: string;
+    devices?: Record<string, Record<string, string>>;
+    expanded_devices?: Record<string, Record<string, string>>;
+    config?: Record<string, string>;
+    expanded_config?: Record<string, string>;
+    profiles?: string[];
+  };
+  const config = i.expanded_config ?? i.config ?? {};
+  const idShift = idShiftOf(config, i.expanded_devices ?? i.devices ?? {});
   return {
     name: i.name,
     status: i.status,
     devices: i.devices ?? {},
-    privileged: (i.expanded_config ?? i.config ?? {})['security.privileged'] === 'true',
+    privileged: config['security.privileged'] === 'true',
     profiles: i.profiles ?? [],
+    ...(idShift !== undefined ? { idShift } : {}),
   };
 }
 

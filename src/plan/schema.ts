@@ -83,6 +83,26 @@ const hostSchema = z
   })
   .strict();
 
+/** Printable ASCII (space to "~"): what a UDP probe sends and expects back. */
+const printable = z.string().min(1).max(200).regex(/^[\x20-\x7e]+$/, 'printable ASCII characters');
+
+/**
+ * How a service's ports are probed, on the destination (each container's address) and through NAT
+ * (a forward to that port). Default `tcp` for a TCP service; a UDP service must name its own.
+ */
+export const probeSchema = z.discriminatedUnion('kind', [
+  z.object({ kind: z.literal('tcp') }).strict(),
+  /** Any HTTP status line (1xx–4xx) counts as answering. */
+  z.object({ kind: z.literal('http'), path: z.string().regex(/^\/[A-Za-z0-9._~\/?=&%+-]*$/, 'an HTTP path such as /health').default('/') }).strict(),
+  /** A DNS query (type SOA) for `name`; NOERROR counts as answering. */
+  z.object({ kind: z.literal('dns'), name: domainName }).strict(),
+  /** A UDP datagram `send`; a reply containing `expect` counts as answering. */
+  z.object({ kind: z.literal('udp'), send: printable, expect: printable }).strict(),
+  /** Not probed: shown as such in the matrix, never red. */
+  z.object({ kind: z.literal('none') }).strict(),
+]);
+export type Probe = z.output<typeof probeSchema>;
+
 const serviceSchema = z
   .object({
     name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9 ._+-]{0,40}$/, 'a service name of letters, digits, spaces and ".-_+"'),
@@ -90,8 +110,23 @@ const serviceSchema = z
     protocol: z.enum(['tcp', 'udp']).default('tcp'),
     /** false for services the guide lists as internal-only and not expected to answer on a port. */
     required: z.boolean().default(true),
+    probe: probeSchema.optional(),
   })
-  .strict();
+  .strict()
+  .superRefine((svc, ctx) => {
+    const kind = svc.probe?.kind;
+    if (svc.protocol === 'udp' && svc.ports.length > 0 && kind !== 'dns' && kind !== 'udp' && kind !== 'none') {
+      ctx.addIssue({ code: 'custom', path: ['probe'], message: 'a probe for a UDP service: dns, udp or none', input: svc.probe });
+    }
+    if (svc.protocol === 'tcp' && kind !== undefined && kind !== 'tcp' && kind !== 'http' && kind !== 'none') {
+      ctx.addIssue({ code: 'custom', path: ['probe'], message: 'a probe for a TCP service: tcp, http or none', input: svc.probe });
+    }
+  });
+
+/** The probe a service's ports get: the declared one, else a TCP connect (UDP services must declare one). */
+export function probeOf(svc: { protocol: 'tcp' | 'udp'; probe?: Probe | undefined }): Probe {
+  return svc.probe ?? (svc.protocol === 'tcp' ? { kind: 'tcp' } : { kind: 'none' });
+}
 
 const requiredFileSchema = z
   .object({
@@ -111,10 +146,10 @@ const containerSchema = z
     sourceFolder: dirName.optional(),
     role: boundedText(80).optional(),
     privileged: z.boolean().default(false),
-    /** Owner of /opt/gbo inside the container; falls back to `ownerFallback` when the user is absent. */
-    owner: unixName.default('gbuser'),
-    ownerFallback: unixName.default('root'),
-    dataDirs: z.array(dirName).min(1).max(64),
+    /** Its data folders under its source folder; none: a stateless container (no data steps). */
+    dataDirs: z.array(dirName).max(64).default([]),
+    /** Where its data goes inside the container (tar extracts into it); default `data.containerPath`. */
+    dataPath: destructiveTarget.optional(),
     services: z.array(serviceSchema).max(64).default([]),
     requiredFiles: z.array(requiredFileSchema).max(256).default([]),
     /** Copied and verified first, before the others start. */
@@ -320,6 +355,7 @@ export const planSchema = z
       })
       .strict(),
     portForwards: z.array(portForwardSchema).max(256).default([]),
+    /** The tenant's reverse proxy; without it the proxy phase has no steps. */
     caddy: z
       .object({
         container: instanceName,
@@ -329,21 +365,39 @@ export const planSchema = z
         /** Refuse any rewritten config with fewer vhosts than this (the guide's full config has ~25). */
         minVhosts: z.number().int().min(1).max(10000),
       })
-      .strict(),
+      .strict()
+      .optional(),
     dns: z
       .object({
         zone: domainName,
-        container: instanceName,
-        zoneFile: absPath,
+        /**
+         * The tenant's own DNS server: `container`, `zoneFile` and `reloadCommand`, all three or none.
+         * None: DNS is hosted elsewhere, and the cutover waits at the `dns` gate for the operator
+         * to change the records at the provider.
+         */
+        container: instanceName.optional(),
+        zoneFile: absPath.optional(),
         /** argv of the reload, run in the DNS container (CoreDNS reloads on SIGHUP). */
-        reloadCommand: commandArgv(16),
+        reloadCommand: commandArgv(16).optional(),
         records: z.array(dnsRecordSchema).min(1).max(256),
         /** Servers whose answers prove propagation (addresses or names). */
         authoritativeServers: z.array(hostAddress).min(1).max(16),
         /** Previous TTL of the changed records; the cutover waits at least this long. */
         oldTtlSeconds: z.number().int().min(0).max(604800).default(3600),
       })
-      .strict(),
+      .strict()
+      .superRefine((dns, ctx) => {
+        const fields = ['container', 'zoneFile', 'reloadCommand'] as const;
+        const missing = fields.filter((f) => dns[f] === undefined);
+        if (missing.length > 0 && missing.length < fields.length) {
+          ctx.addIssue({
+            code: 'custom',
+            path: [missing[0] as string],
+            message: `dns.container, dns.zoneFile and dns.reloadCommand together (a DNS server in the tenant) or none of them (DNS hosted elsewhere); missing: ${missing.map((f) => `dns.${f}`).join(', ')}`,
+            input: undefined,
+          });
+        }
+      }),
     certificates: z
       .object({
         domains: z.array(domainName).min(1).max(100),
@@ -407,8 +461,8 @@ export const planSchema = z
       }
       forwarded.add(key);
     });
-    ref(['caddy', 'container'], plan.caddy.container);
-    ref(['dns', 'container'], plan.dns.container);
+    if (plan.caddy) ref(['caddy', 'container'], plan.caddy.container);
+    if (plan.dns.container) ref(['dns', 'container'], plan.dns.container);
     const fixed = new Map<string, number>();
     plan.serviceFixes.forEach((f, i) => {
       ref(['serviceFixes', i, 'container'], f.container);

@@ -116,7 +116,12 @@ export interface Step {
   params?: Record<string, string | number | boolean | string[]>;
 }
 
-export type GateName = 'cutover' | 'cleanup';
+/**
+ * `cutover`: the matrix is green (or overridden) and the operator says go; `dns`: DNS hosted
+ * elsewhere, the operator changed the records at the provider; `cleanup`: the source may go.
+ */
+export type GateName = 'cutover' | 'dns' | 'cleanup';
+export const GATE_NAMES: readonly GateName[] = ['cutover', 'dns', 'cleanup'];
 
 export interface Phase {
   id: PhaseId;

@@ -3,7 +3,7 @@
  * inventories, space, and the destination's key for the rsync pull.
  */
 import type { Step } from './model';
-import { OWNER_KEY, step, tcpProbe, type Ctx, type StepInit } from './commands';
+import { hasData, OWNER_KEY, step, tcpProbe, type Ctx, type StepInit } from './commands';
 import { isIPv4, pinnedAddress, ph, q, sh } from './shell';
 
 /** Where the incus client keeps its certificate (INCUS_CONF, else ~/.config/incus), as the guide reads it. */
@@ -17,6 +17,7 @@ export function preflight(ctx: Ctx): Step[] {
   const api = `https://${apiAddress}:${plan.source.apiPort}`;
   const srcUser = plan.hosts.source;
   // The login user's own file unless the plan names one; `$HOME` expands on the source host.
+  const withData = plan.containers.filter(hasData);
   const authorizedKeys = srcUser.authorizedKeys ? q(srcUser.authorizedKeys) : '"$HOME/.ssh/authorized_keys"';
   const steps: Step[] = [
     ...resolveSteps(ctx),
@@ -39,7 +40,7 @@ export function preflight(ctx: Ctx): Step[] {
     }),
     ...(['source', 'destination'] as const).map((host) =>
       s({
-        id: `preflight/tenant/${host}-open-8443`,
+        id: `preflight/tenant/${host}-open-${plan.source.apiPort}`,
         title: `Port ${plan.source.apiPort} accepted on the ${host} host`,
         host,
         kind: 'run',
@@ -125,7 +126,10 @@ export function preflight(ctx: Ctx): Step[] {
       host: 'source',
       kind: 'capture',
       // printf, not print: mawk prints sums past 2^31 as `2.14832e+09`.
-      command: `du -sb ${plan.containers.map((c) => q(ctx.sourceDataOf(c))).join(' ')} | awk '{t+=$1} END {printf "%.0f\\n", t}'`,
+      // Stateless containers have no data folder; a tenant of only those has none to sum.
+      command: withData.length
+        ? `du -sb ${withData.map((c) => q(ctx.sourceDataOf(c))).join(' ')} | awk '{t+=$1} END {printf "%.0f\\n", t}'`
+        : 'echo 0',
       captureAs: { kind: 'bytes', key: 'bytes:source-data' },
     }),
     s({

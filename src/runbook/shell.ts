@@ -7,7 +7,7 @@
  * run prints them as they are; `fillPlaceholders` replaces them with values that passed a strict
  * per-kind validator, quoted, so a learned value can never turn into shell syntax.
  *
- * Placement rule: `ip`, `addr`, `digest` and `stamp` values are plain words (quoting leaves them as they
+ * Placement rule: `ip`, `addr`, `digest`, `stamp` and `idshift` values are plain words (quoting leaves them as they
  * are), so they may sit inside a quoted argument; `cert` and `pubkey` values need quotes of their
  * own and must stand as whole arguments. `sudo` wrapping happens after filling (`hostCommand`).
  */
@@ -16,7 +16,7 @@ import { IPV4 } from '../plan/addresses';
 
 // `!` is literal in non-interactive shells except as a command's first word, where q() is never used.
 const SAFE = /^[A-Za-z0-9_@%+=:,./!-]+$/;
-const PLACEHOLDER = /\{\{(ip|addr|cert|pubkey|digest|stamp):([a-z0-9-]+)\}\}/g;
+const PLACEHOLDER = /\{\{(ip|addr|cert|pubkey|digest|stamp|idshift):([a-z0-9-]+)\}\}/g;
 
 /** What each placeholder kind may be replaced with. */
 const VALID: Record<string, RegExp> = {
@@ -27,9 +27,11 @@ const VALID: Record<string, RegExp> = {
   pubkey: /^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp256|ecdsa-sha2-nistp384|ecdsa-sha2-nistp521) [A-Za-z0-9+/=]+( [A-Za-z0-9@._-]*)?$/,
   digest: /^files=\d+ sha256=[0-9a-f]{64}$/,
   stamp: /^\d{12}$/,
+  // The host uid/gid a source container's root maps to (0: no shift); digits only.
+  idshift: /^(0|[1-9]\d{0,9})$/,
 };
 
-export type PlaceholderKind = 'ip' | 'addr' | 'cert' | 'pubkey' | 'digest' | 'stamp';
+export type PlaceholderKind = 'ip' | 'addr' | 'cert' | 'pubkey' | 'digest' | 'stamp' | 'idshift';
 
 /** Quotes one argument for a POSIX shell. */
 export function q(arg: string | number): string {

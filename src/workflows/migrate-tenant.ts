@@ -111,13 +111,14 @@ export async function migrateTenant(input: MigrateTenantInput): Promise<Migratio
     if (state.redCells().length === 0) state.servicesAnsweringAt ??= Date.now();
   };
 
-  const gate = async (name: GateName) => {
+  const gate = async (name: GateName, title?: string) => {
     if (mode === 'dry-run') {
       state.approvals.push({ gate: name, by: 'dry-run', reason: 'dry run: gates pass without waiting', at: new Date().toISOString() });
       return;
     }
     // A plan may waive the human gate, never the matrix: a red matrix still needs a recorded override.
-    const waived = name === 'cutover' ? !plan.approvals.cutover && state.redCells().length === 0 : !plan.approvals.cleanup;
+    // The dns gate is never waived: only the operator knows the provider's records were changed.
+    const waived = name === 'cutover' ? !plan.approvals.cutover && state.redCells().length === 0 : name === 'cleanup' ? !plan.approvals.cleanup : false;
     if (waived) {
       state.approvals.push({ gate: name, by: 'plan', reason: `approvals.${name} is false in the plan`, at: new Date().toISOString() });
       return;
@@ -125,9 +126,10 @@ export async function migrateTenant(input: MigrateTenantInput): Promise<Migratio
     const approved = () => state.approvals.some((a) => a.gate === name);
     const deadline = Date.now() + msOf(plan.approvals.gateTimeout);
     state.atGate = name;
+    state.gateTitle = title;
     for (;;) {
       const left = Math.max(0, deadline - Date.now());
-      const woke = await state.waitFor(`approval of the ${name} gate`, () => approved() || state.reverifyPending, `${left}ms` as const);
+      const woke = await state.waitFor(`approval of the ${name} gate${title ? `: ${title}` : ''}`, () => approved() || state.reverifyPending, `${left}ms` as const);
       if (!woke) throw ApplicationFailure.nonRetryable(`no approval for the ${name} gate within ${plan.approvals.gateTimeout}`, 'GateTimeout');
       if (approved()) break;
       // An operator fixed something by hand and asked for the matrix again; the gate sees the new one.
@@ -136,6 +138,7 @@ export async function migrateTenant(input: MigrateTenantInput): Promise<Migratio
       state.reverifyPending = false;
     }
     state.atGate = undefined;
+    state.gateTitle = undefined;
   };
 
   /** One container's child: its failures wait inside it for the operator; its progress reaches `state` as it happens. */
@@ -208,7 +211,20 @@ export async function migrateTenant(input: MigrateTenantInput): Promise<Migratio
     }
     throw err;
   }
-  await runPhase('cutover', phaseSteps(runbook, 'cutover').filter((s) => s.kind !== 'gate'));
+  // The rest of the cutover; a gate among its steps (DNS hosted elsewhere: the records changed at
+  // the provider) waits for its approval where it stands.
+  let pending: Step[] = [];
+  for (const s of phaseSteps(runbook, 'cutover').filter((x) => x.gate !== 'cutover')) {
+    if (s.kind !== 'gate') {
+      pending.push(s);
+      continue;
+    }
+    await runPhase('cutover', pending);
+    pending = [];
+    state.enter('cutover');
+    await gate(s.gate ?? 'cutover', s.title);
+  }
+  await runPhase('cutover', pending);
 
   // 10. Certificates.
   await runPhase('certificates');
@@ -249,6 +265,8 @@ function matrixOf(steps: Step[], outcomes: StepOutcome[]): MatrixEntry[] {
       service: String(p.service ?? ''),
       ...(typeof p.port === 'number' ? { port: p.port, protocol: String(p.protocol) } : {}),
       ...(typeof p.path === 'string' ? { path: p.path } : {}),
+      ...(typeof p.probe === 'string' ? { probe: p.probe } : {}),
+      ...(p.probe === 'none' ? { notProbed: true } : {}),
       required: p.required !== false,
       ok: o?.ok === true,
     };

@@ -10,7 +10,7 @@ import type { Mode, StepInput, StepOutcome } from '../activities/steps';
 import { NON_RETRYABLE } from '../errors';
 import type { HostRole, Plan } from '../plan/schema';
 import type { Step, StepProfile } from '../runbook/model';
-import { valuesFor } from '../runbook/values';
+import { derivedValues, valuesFor } from '../runbook/values';
 import type { Decision, SkippedStep, StepState } from './messages';
 
 const nonRetryableErrorTypes = [...NON_RETRYABLE];
@@ -197,7 +197,7 @@ export async function runSteps(steps: Step[], ctx: RunContext): Promise<void> {
       await set(step, 'running');
       try {
         const outcome = await execute(step, ctx);
-        if (outcome.captured) log.values[outcome.captured.key] = outcome.captured.value;
+        if (outcome.captured) Object.assign(log.values, { [outcome.captured.key]: outcome.captured.value }, derivedValues(outcome.captured.key, outcome.captured.value));
         const after = outcome.status === 'already-done' && ctx.skippedInChain?.length ? ctx.skippedInChain : undefined;
         log.outcomes.push(after ? { ...outcome, afterSkipped: [...after] } : outcome);
         delete log.failures[step.id];

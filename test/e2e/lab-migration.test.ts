@@ -174,7 +174,7 @@ suite('migrating the lab tenant', () => {
     // ones the migration rewrites on purpose (Caddy's upstreams, the service fixes' env files).
     const manifest = readFileSync(`${ROOT}/src/manifest.sha256`, 'utf8').split('\n').filter(Boolean);
     const rewritten = new Set([
-      `${plan.caddy.container}:${plan.caddy.configPath}`,
+      ...(plan.caddy ? [`${plan.caddy.container}:${plan.caddy.configPath}`] : []),
       ...plan.serviceFixes.flatMap((f) => (f.kind === 'env' ? [`${f.container}:${f.file}`] : [])),
     ]);
     for (const c of plan.containers) {
@@ -199,7 +199,7 @@ suite('migrating the lab tenant', () => {
     const snapshot = () => ({
       instances: dst('incus list --format csv -c n4s'),
       nat: dst('iptables-save -t nat | grep -v "^#"'),
-      caddy: dst(`incus exec ${plan.caddy.container} -- cat ${plan.caddy.configPath}`),
+      caddy: plan.caddy ? dst(`incus exec ${plan.caddy.container} -- cat ${plan.caddy.configPath}`) : '',
       // The data the steps act on (the final copies); inside the containers, services write as they run.
       data: plan.containers.map((c) => dst(`sh -c ${q(MANIFEST_SCRIPT)} manifest ${plan.data.tenantsRoot}/${plan.tenant}/${c.name} ${c.dataDirs.join(' ')}`)),
       source: sourceState(),

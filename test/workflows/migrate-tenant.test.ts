@@ -75,7 +75,7 @@ test('the dry-run migration records every command of the runbook, in order, on t
   expect(report.approvals.map((a) => `${a.gate}:${a.by}`)).toEqual(['cutover:dry-run', 'cleanup:dry-run']);
   // Each container's steps ran in its own child workflow and before the network phase.
   const firstNetwork = commands.findIndex((c) => c.includes('net.ipv4.ip_forward'));
-  const lastPush = commands.map((c, i) => (c.includes('tar -C /opt/gbo -xf -') ? i : -1)).reduce((a, b) => Math.max(a, b));
+  const lastPush = commands.map((c, i) => (c.includes('tar -C /opt/gbo --numeric-owner -xpf -') ? i : -1)).reduce((a, b) => Math.max(a, b));
   expect(lastPush).toBeGreaterThan(0);
   expect(firstNetwork).toBeGreaterThan(lastPush);
 });
