@@ -203,7 +203,7 @@ function resolveSteps(ctx: Ctx): Step[] {
         title: `Resolve ${address} (${what}) once; every later step uses this address`,
         host: 'worker',
         kind: 'resolve-address',
-        command: `resolve ${address} (IPv4, by the worker)`,
+        command: sh('resolve', address), // the worker resolves it (IPv4); shown quoted like any command
         captureAs: { kind: 'address', key: `addr:${role}` },
         params: { name: address },
         once: true,

@@ -25,7 +25,7 @@ describe('accepted', () => {
     expect(plan.dns.container ?? plan.dns.zoneFile ?? plan.dns.reloadCommand).toBeUndefined();
     const byName = Object.fromEntries(plan.containers.map((c) => [c.name, c]));
     expect(byName.cache?.dataDirs).toEqual([]);
-    expect(byName.web?.dataPath).toBe('/var/www');
+    expect(byName.web?.dataPath).toBe('/srv/www');
     expect(byName.db?.dataPath).toBeUndefined();
     expect(byName.web?.services[0]?.probe).toEqual({ kind: 'http', path: '/healthz' });
     expect(byName.game?.services[0]?.probe).toEqual({ kind: 'udp', send: 'PING shop', expect: 'PONG' });

@@ -66,7 +66,7 @@ describe('the runbook of a tenant unlike pragmatismo', () => {
     const order = ['final-sync', 'move', 'verify-transfer', 'shift-ids', 'push', 'verify-owners', 'verify'].map((n) => ids.indexOf(`data/web/${n}`));
     expect(order.every((i) => i >= 0)).toBe(true);
     expect(order).toEqual([...order].sort((a, b) => a - b));
-    expect(byId('data/web/push').command).toBe('incus exec web -- mkdir -p /var/www && tar -C /srv/incus-data/shop/web --numeric-owner -cf - . | incus exec web -- tar -C /var/www --numeric-owner -xpf -');
+    expect(byId('data/web/push').command).toBe('incus exec web -- mkdir -p /srv/www && tar -C /srv/incus-data/shop/web --numeric-owner -cf - . | incus exec web -- tar -C /srv/www --numeric-owner -xpf -');
     expect(byId('data/db/push').command).toContain('tar -C /srv/app --numeric-owner -xpf -');
     expect(byId('presync/web/rsync').command).toContain('rsync -aHAX --numeric-ids -z --partial --delete');
     expect(byId('data/web/shift-ids').command).toMatch(/ shift-ids \/srv\/incus-data\/shop\/web \{\{idshift:web\}\}$/);

@@ -103,7 +103,7 @@ test('the second tenant migrates completely in live mode with zero skipped steps
   for (const c of plan.containers) expect(hosts.sourceSnapshot()[c.name]).toMatchObject({ status: 'Absent', data: false });
   const dst = hosts.destinationSnapshot();
   expect(Object.keys(dst.instances).sort()).toEqual(['cache', 'db', 'game', 'web']);
-  for (const f of several) expect(hosts.destination.instances.web!.files[`/var/www/${f.path}`]).toMatchObject({ uid: f.uid, gid: f.gid, mode: f.mode });
+  for (const f of several) expect(hosts.destination.instances.web!.files[`/srv/www/${f.path}`]).toMatchObject({ uid: f.uid, gid: f.gid, mode: f.mode });
   expect(hosts.destination.instances.cache!.files).toEqual({});
   expect(hosts.unscripted).toEqual([]);
   expect(hosts.withoutSudo).toEqual([]);

@@ -436,7 +436,7 @@ test('owners and modes arrive as the source has them, from an unprivileged (shif
   const values: Record<string, string> = { ...STAMP };
   await walk(hosts, plan, ordered(plan, 'data'), values);
   expect(values).toMatchObject({ 'idshift:web': '1000000', 'idshift:db': '1000000', 'idshift:game': '0', 'idshift:cache': '0' });
-  for (const [name, files, into] of [['web', several, '/var/www'], ['game', world, '/srv/app']] as const) {
+  for (const [name, files, into] of [['web', several, '/srv/www'], ['game', world, '/srv/app']] as const) {
     const inside = hosts.destination.instances[name]!.files;
     for (const f of files) expect([name, f.path, inside[`${into}/${f.path}`]]).toMatchObject([name, f.path, { uid: f.uid, gid: f.gid, mode: f.mode, content: f.content }]);
   }
@@ -453,7 +453,7 @@ test('owners and modes arrive as the source has them, from an unprivileged (shif
   const v2: Record<string, string> = { ...STAMP };
   const noShift = ordered(plan, 'data').filter((s) => !s.id.endsWith('/shift-ids'));
   await walk(shifted, plan, noShift, v2);
-  expect(shifted.destination.instances.web!.files['/var/www/uploads/run.sh']).toMatchObject({ uid: 1001001, gid: 1000100 });
+  expect(shifted.destination.instances.web!.files['/srv/www/uploads/run.sh']).toMatchObject({ uid: 1001001, gid: 1000100 });
   expect((await failingChecks(shifted, plan, ordered(plan, 'data'), v2)).filter((f) => f.startsWith('data/web/shift-ids'))).toHaveLength(1);
   expect(hosts.unscripted).toEqual([]);
   expect(shifted.unscripted).toEqual([]);
