@@ -85,7 +85,7 @@ containers:
     role: NSD (the guide's CoreDNS)
     dataDirs: $(dirs_yaml dns)
     services:
-      - { name: NSD, ports: [53], protocol: udp }
+      - { name: NSD, ports: [53], protocol: udp, probe: { kind: dns, name: $GBO_LAB_ZONE } }
       - { name: NSD-tcp, ports: [53] }
   - name: email
     role: Stalwart mail (lab stand-in)
@@ -166,8 +166,12 @@ serviceFixes:
     container: system
     file: /opt/gbo/conf/botserver.env
     key: DATABASE_URL
-    value: postgres://gbuser@{{ip:tables}}:5432/botserver
+    set: { urlHost: "{{ip:tables}}" }
     restart: []
+  - kind: hosts-entry
+    container: alm-ci
+    hostname: system
+    address: "{{ip:system}}"
 
 approvals:
   cutover: true

@@ -12,6 +12,8 @@ bash scripts/temporal-dev.sh start
 if [ "$(id -u)" = 0 ]; then
   # lab:up rebuilds the seeded tenant when a previous migration moved it away.
   bash lab/up.sh
+  # The lab plan's keys are file:$GBO_LAB_ROOT/ssh/...: the demo's worker resolves secrets from there only.
+  export GBO_SECRETS_DIRS="${GBO_LAB_ROOT:-/var/lib/gbo-lab}/ssh"
   # Certificates have no lab CA yet; the gates are approved as "demo" once the matrix is green.
   node dist/src/demo.js "${GBO_LAB_ROOT:-/var/lib/gbo-lab}/plan.yaml" --approve-as demo --without-certificates
 else

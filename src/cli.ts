@@ -3,6 +3,7 @@
  * gbo-migrate: validate and print plans, start and steer migrations.
  * Exit codes: 0 ok, 1 failure, 2 invalid plan or usage.
  */
+import { WorkflowFailedError } from '@temporalio/client';
 import { Command, CommanderError } from 'commander';
 import { writeFileSync } from 'node:fs';
 import { connectClient, startMigration } from './client';
@@ -10,6 +11,7 @@ import { temporalConfig } from './config';
 import { planJsonSchema } from './plan/json-schema';
 import { loadPlan, PlanError } from './plan/load';
 import { buildRunbook } from './runbook/build';
+import { GATE_NAMES, type GateName } from './runbook/model';
 import { renderRunbook } from './runbook/print';
 import { runWorker } from './worker';
 import type { UpdateDefinition } from '@temporalio/common';
@@ -58,7 +60,14 @@ program
     const plan = loadPlan(file);
     const cfg = temporalConfig();
     const client = await connectClient(cfg.address, cfg.namespace);
-    const handle = await startMigration(client, plan, opts.dryRun ? 'dry-run' : 'live', cfg.taskQueue);
+    let handle;
+    try {
+      handle = await startMigration(client, plan, opts.dryRun ? 'dry-run' : 'live', cfg.taskQueue, { uiUrl: cfg.uiUrl });
+    } catch (err) {
+      // A refusal (that tenant's migration is running) names the run and where to watch it; main prints it.
+      await client.connection.close();
+      throw err;
+    }
     console.log(`started ${handle.workflowId} (${opts.dryRun ? 'dry run' : 'live'}): ${cfg.uiUrl}/namespaces/${cfg.namespace}/workflows/${handle.workflowId}`);
     if (opts.wait) {
       const report = await handle.result();
@@ -78,18 +87,21 @@ program
     const client = await connectClient(cfg.address, cfg.namespace);
     const status = await client.workflow.getHandle(workflowIdOf(tenant, opts.dryRun ? 'dry-run' : 'live')).query(statusQuery);
     console.log(JSON.stringify(status, null, 2));
+    // At a gate, what it asks last, where the operator reads it (the dns gate: the records to change).
+    if (status.gate) console.log(`waiting at the ${status.gate.name} gate: ${status.gate.title}\n  approve with: gbo-migrate approve ${tenant} --gate ${status.gate.name} --by <name> --reason <text>`);
     await client.connection.close();
   });
 
 program
   .command('approve')
   .argument('<tenant>')
-  .requiredOption('--gate <gate>', 'cutover or cleanup')
+  .requiredOption('--gate <gate>', 'cutover, dns (DNS hosted elsewhere: the records are changed at the provider) or cleanup')
   .requiredOption('--by <name>', 'who approves')
   .requiredOption('--reason <text>', 'why')
   .option('--override', 'cut over although the verification matrix is red (recorded)')
   .description('approve a gate of a running migration')
-  .action(async (tenant: string, opts: { gate: 'cutover' | 'cleanup'; by: string; reason: string; override?: boolean }) => {
+  .action(async (tenant: string, opts: { gate: GateName; by: string; reason: string; override?: boolean }) => {
+    if (!GATE_NAMES.includes(opts.gate)) throw new CommanderError(2, 'gbo-migrate.gate', `--gate: expected ${GATE_NAMES.join(', ')}, got ${JSON.stringify(opts.gate)}`);
     const cfg = temporalConfig();
     const client = await connectClient(cfg.address, cfg.namespace);
     try {
@@ -178,6 +190,10 @@ async function main(): Promise<void> {
       process.exitCode = 2;
     } else if (err instanceof CommanderError) {
       process.exitCode = err.exitCode === 0 ? 0 : 2;
+    } else if (err instanceof WorkflowFailedError && err.cause) {
+      // The run's own failure (an InvalidPlan refusal lists the plan's problems) rather than the SDK's wrapper.
+      console.error(`error: ${err.message}: ${err.cause.message}`);
+      process.exitCode = 1;
     } else {
       console.error(`error: ${(err as Error).message}`);
       process.exitCode = 1;

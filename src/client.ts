@@ -1,5 +1,12 @@
 /** Starting and steering migrations: the same calls back the CLI and the tests. */
-import { Client, Connection, WorkflowIdReusePolicy, type WorkflowHandleWithFirstExecutionRunId } from '@temporalio/client';
+import {
+  Client,
+  Connection,
+  WorkflowExecutionAlreadyStartedError,
+  WorkflowIdConflictPolicy,
+  WorkflowIdReusePolicy,
+  type WorkflowHandleWithFirstExecutionRunId,
+} from '@temporalio/client';
 import { TypedSearchAttributes } from '@temporalio/common';
 import type { Mode } from './activities/steps';
 import type { Plan } from './plan/schema';
@@ -11,21 +18,76 @@ export async function connectClient(address: string, namespace = 'default'): Pro
   return new Client({ connection, namespace });
 }
 
-/** Starts `migrate-<tenant>`; a second start for the same tenant while one runs is refused by the server. */
+/** A start refused because that tenant's migration (in that mode) is running; says which and where to look. */
+export class MigrationAlreadyRunningError extends Error {
+  constructor(
+    readonly workflowId: string,
+    readonly runId: string | undefined,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'MigrationAlreadyRunningError';
+  }
+}
+
+export interface StartOptions {
+  /** The Web UI's base URL, for the link in a refusal (TEMPORAL_UI_URL in the CLI). */
+  uiUrl?: string;
+}
+
+/**
+ * Starts `migrate-<tenant>` (or `migrate-<tenant>-dry-run`). A finished migration of the tenant
+ * may be started again (ALLOW_DUPLICATE: re-running is how a failed or cancelled one is resumed
+ * from scratch, every step checking first); a running one may not (conflict policy FAIL): the
+ * server refuses and this throws MigrationAlreadyRunningError naming the running one.
+ */
 export async function startMigration(
   client: Client,
   plan: Plan,
   mode: Mode,
   taskQueue: string,
+  options: StartOptions = {},
 ): Promise<WorkflowHandleWithFirstExecutionRunId<typeof migrateTenant>> {
-  return client.workflow.start<typeof migrateTenant>('migrateTenant', {
-    taskQueue,
-    workflowId: workflowIdOf(plan.tenant, mode),
-    args: [{ plan, mode }],
-    workflowIdReusePolicy: WorkflowIdReusePolicy.ALLOW_DUPLICATE,
-    typedSearchAttributes: new TypedSearchAttributes([
-      { key: TENANT_ATTR, value: plan.tenant },
-      { key: PHASE_ATTR, value: 'preflight' },
-    ]),
-  });
+  const workflowId = workflowIdOf(plan.tenant, mode);
+  try {
+    return await client.workflow.start<typeof migrateTenant>('migrateTenant', {
+      taskQueue,
+      workflowId,
+      args: [{ plan, mode }],
+      workflowIdReusePolicy: WorkflowIdReusePolicy.ALLOW_DUPLICATE,
+      workflowIdConflictPolicy: WorkflowIdConflictPolicy.FAIL,
+      typedSearchAttributes: new TypedSearchAttributes([
+        { key: TENANT_ATTR, value: plan.tenant },
+        { key: PHASE_ATTR, value: 'preflight' },
+      ]),
+    });
+  } catch (err) {
+    if (err instanceof WorkflowExecutionAlreadyStartedError) throw await alreadyRunning(client, plan.tenant, mode, workflowId, options);
+    throw err;
+  }
+}
+
+/** The refusal an operator can act on: which run holds the ID, since when, and how to watch it. */
+async function alreadyRunning(client: Client, tenant: string, mode: Mode, workflowId: string, options: StartOptions): Promise<MigrationAlreadyRunningError> {
+  // The server's error carries no run ID; describing the ID finds the run that holds it (best effort:
+  // it may have ended in between, and the refusal stands either way).
+  let runId: string | undefined;
+  let since = '';
+  try {
+    const d = await client.workflow.getHandle(workflowId).describe();
+    runId = d.runId;
+    since = `, started ${d.startTime.toISOString()}, ${d.status.name.toLowerCase()}`;
+  } catch {
+    // leave the run unnamed
+  }
+  const ui = options.uiUrl
+    ? `; Web UI: ${options.uiUrl}/namespaces/${client.options.namespace}/workflows/${encodeURIComponent(workflowId)}${runId ? `/${runId}` : ''}`
+    : '';
+  return new MigrationAlreadyRunningError(
+    workflowId,
+    runId,
+    `a ${mode} migration of tenant ${tenant} is already running as ${workflowId}${runId ? ` (run ${runId}${since})` : ''}; ` +
+      `one migration per tenant at a time. Watch it with \`gbo-migrate status ${tenant}${mode === 'dry-run' ? ' --dry-run' : ''}\`${ui}; ` +
+      `start again once it has finished${mode === 'live' ? `, or cancel it first with \`gbo-migrate cancel ${tenant}\`` : ''}`,
+  );
 }

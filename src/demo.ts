@@ -13,6 +13,7 @@ import { connectClient, startMigration } from './client';
 import { temporalConfig } from './config';
 import { loadPlan } from './plan/load';
 import { SshPool } from './ssh/pool';
+import { secretPolicyFromEnv } from './ssh/secrets';
 import { createWorker } from './worker';
 import { approveUpdate, statusQuery, type MigrationStatus } from './workflows/messages';
 
@@ -33,8 +34,10 @@ async function main(): Promise<void> {
   Runtime.install({ logger: new DefaultLogger('WARN') });
   const connection = await NativeConnection.connect({ address: cfg.address });
   const client = await connectClient(cfg.address, cfg.namespace);
-  const pool = new SshPool();
-  const worker = await createWorker({ connection, namespace: cfg.namespace, taskQueue: cfg.taskQueue, deps: { live: pool } });
+  // GBO_SECRETS_DIRS / GBO_SECRETS_ENV_PREFIX (scripts/demo.sh points them at the lab's keys).
+  const secrets = secretPolicyFromEnv();
+  const pool = new SshPool({ secrets });
+  const worker = await createWorker({ connection, namespace: cfg.namespace, taskQueue: cfg.taskQueue, deps: { live: pool }, secrets });
   const started = Date.now();
   const report = await worker.runUntil(async () => {
     const handle = await startMigration(client, plan, dryRun ? 'dry-run' : 'live', cfg.taskQueue);

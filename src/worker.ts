@@ -10,19 +10,21 @@ import { DryRunExecutor } from './activities/executor';
 import { temporalConfig } from './config';
 import { FailureType } from './errors';
 import { SshPool } from './ssh/pool';
-import { resolveSecretRef } from './ssh/secrets';
+import { resolveSecretRef, secretPolicyFromEnv, type SecretPolicy } from './ssh/secrets';
 
 export interface WorkerOptions {
   connection: NativeConnection;
   namespace?: string;
   taskQueue: string;
   deps?: Partial<ActivityDeps>;
+  /** What the default secret resolver may read; default: this process's GBO_SECRETS_DIRS / GBO_SECRETS_ENV_PREFIX. */
+  secrets?: SecretPolicy;
 }
 
 /** Secrets a step needs as a value (Vault's unseal key): `env:` or `file:` references. */
-export async function resolveSecretValue(ref: string): Promise<string> {
-  const r = resolveSecretRef(ref);
-  if ('agent' in r) throw ApplicationFailure.create({ type: FailureType.SecretUnavailable, nonRetryable: true, message: `${ref}: an agent holds keys, not values` });
+export async function resolveSecretValue(ref: string, policy: SecretPolicy = secretPolicyFromEnv()): Promise<string> {
+  const r = resolveSecretRef(ref, policy);
+  if ('agent' in r) throw ApplicationFailure.create({ type: FailureType.SecretUnavailable, nonRetryable: true, message: 'agent: an agent holds keys, not values' });
   return r.value.trim();
 }
 
@@ -30,7 +32,8 @@ export async function createWorker(options: WorkerOptions): Promise<Worker> {
   const deps: ActivityDeps = {
     dryRun: options.deps?.dryRun ?? new DryRunExecutor({ keep: false }),
     live: options.deps?.live,
-    resolveSecret: options.deps?.resolveSecret ?? resolveSecretValue,
+    resolveSecret: options.deps?.resolveSecret ?? ((ref: string) => resolveSecretValue(ref, options.secrets)),
+    ...(options.deps?.net ? { net: options.deps.net } : {}),
   };
   return Worker.create({
     connection: options.connection,
@@ -44,10 +47,13 @@ export async function createWorker(options: WorkerOptions): Promise<Worker> {
 /** `gbo-migrate worker`: runs until SIGINT/SIGTERM. */
 export async function runWorker(): Promise<void> {
   const cfg = temporalConfig();
+  // Read once, before connecting: a bad GBO_SECRETS_DIRS stops the worker here, not mid-migration.
+  const secrets = secretPolicyFromEnv();
   const connection = await NativeConnection.connect({ address: cfg.address });
-  const pool = new SshPool();
+  const pool = new SshPool({ secrets });
   try {
-    const worker = await createWorker({ connection, namespace: cfg.namespace, taskQueue: cfg.taskQueue, deps: { live: pool } });
+    const worker = await createWorker({ connection, namespace: cfg.namespace, taskQueue: cfg.taskQueue, deps: { live: pool }, secrets });
+    console.log(`worker: secret references resolve to files in ${secrets.dirs.join(', ')} and variables ${secrets.envPrefix}*`);
     console.log(`worker: polling task queue "${cfg.taskQueue}" on ${cfg.address}`);
     await worker.run();
   } finally {

@@ -47,3 +47,31 @@ test('the checked-in JSON Schema matches the zod schema', () => {
   const onDisk = JSON.parse(readFileSync(join(root, 'schema', 'tenant-plan.schema.json'), 'utf8'));
   expect(onDisk).toEqual(planJsonSchema());
 });
+
+test('migrate refuses a second start while that tenant\'s migration runs: which run, how to watch it, exit 1', async () => {
+  const { Client, Connection } = await import('@temporalio/client');
+  const dir = mkdtempSync(join(tmpdir(), 'gbo-plan-'));
+  const tenant = `cli${Date.now() % 100000}`;
+  const file = join(dir, 'plan.yaml');
+  writeFileSync(file, readFileSync(example, 'utf8').replace(/^tenant: pragmatismo$/m, `tenant: ${tenant}`));
+  // No worker polls this queue: the first start stays running.
+  const env = { ...process.env, TEMPORAL_ADDRESS: process.env.TEMPORAL_TEST_ADDRESS!, GBO_TASK_QUEUE: `cli-idle-${tenant}`, TEMPORAL_UI_URL: 'http://ui.example:8233' };
+  const migrate = () => spawnSync('node', [join(root, 'dist', 'src', 'cli.js'), 'migrate', file, '--no-wait'], { cwd: root, encoding: 'utf8', env });
+  const first = migrate();
+  expect(first.stderr).toBe('');
+  expect(first.status).toBe(0);
+  expect(first.stdout).toContain(`started migrate-${tenant} (live)`);
+  const second = migrate();
+  const connection = await Connection.connect({ address: env.TEMPORAL_ADDRESS });
+  try {
+    const running = await new Client({ connection }).workflow.getHandle(`migrate-${tenant}`).describe();
+    expect(second.status).toBe(1);
+    expect(second.stdout).toBe('');
+    expect(second.stderr).toContain(`a live migration of tenant ${tenant} is already running as migrate-${tenant} (run ${running.runId}`);
+    expect(second.stderr).toContain(`gbo-migrate status ${tenant}`);
+    expect(second.stderr).toContain(`http://ui.example:8233/namespaces/default/workflows/migrate-${tenant}/${running.runId}`);
+  } finally {
+    await new Client({ connection }).workflow.getHandle(`migrate-${tenant}`).terminate('test over');
+    await connection.close();
+  }
+});

@@ -5,6 +5,7 @@
  * destination's known_hosts. Learning it from the network (ssh-keyscan) would trust whoever answers.
  */
 import { ApplicationFailure } from '@temporalio/activity';
+import { lookup } from 'node:dns/promises';
 import { readFileSync } from 'node:fs';
 import { FailureType } from '../errors';
 import type { HostRole } from '../plan/schema';
@@ -37,6 +38,32 @@ async function verifyHostKeys(deps: ActivityDeps, input: StepInput, hb: Heartbea
   return outcome({ status: 'done', command: step.command, output: `${labels}: host keys match known_hosts, logins accepted` });
 }
 
+/**
+ * Resolves a host name of the plan once. Every address it resolves to is shown; the first is
+ * recorded and used from then on. An address no host can be is refused.
+ */
+async function resolveAddress(input: StepInput, hb: Heartbeat): Promise<StepOutcome> {
+  const { step } = input;
+  const outcome = outcomeOf(step);
+  const name = String(step.params?.name);
+  if (input.mode === 'dry-run') return outcome({ status: 'recorded', command: step.command });
+  const key = step.captureAs?.key ?? '';
+  const known = input.values[key];
+  if (known !== undefined) return outcome({ status: 'already-done', command: step.command, output: `${name} was resolved to ${known}`, captured: { key, value: known } });
+  hb.report({ doing: 'resolve' });
+  let addresses: string[];
+  try {
+    addresses = (await lookup(name, { family: 4, all: true })).map((a) => a.address);
+  } catch (err) {
+    // A name that does not resolve now may resolve on a retry (a resolver restarting): retryable.
+    throw ApplicationFailure.create({ type: FailureType.CommandFailed, message: `${step.id}: ${name} does not resolve to an IPv4 address (${(err as NodeJS.ErrnoException).code ?? String(err)})` });
+  }
+  const usable = addresses.filter((a) => !/^(0\.|255\.255\.255\.255$|22[4-9]\.|23\d\.|24\d\.|25[0-5]\.)/.test(a));
+  if (usable.length === 0) throw refused(FailureType.BadPlan, `${step.id}: ${name} resolves to no usable host address (${addresses.join(', ') || 'none'})`);
+  const value = usable[0] as string;
+  return outcome({ status: 'done', command: step.command, output: `${name} → ${value}${usable.length > 1 ? ` (of ${usable.join(', ')})` : ''}`, captured: { key, value } });
+}
+
 async function pinSourceHostKey(deps: ActivityDeps, input: StepInput, hb: Heartbeat): Promise<StepOutcome> {
   const { step, hosts } = input;
   const outcome = outcomeOf(step);
@@ -65,6 +92,11 @@ export function createAccessActivities(deps: ActivityDeps) {
     /** Connects to both hosts, running nothing: a host key known_hosts does not pin stops the run here. */
     async verifyHostKeys(input: StepInput): Promise<StepOutcome> {
       return withHeartbeat(input.step.id, (hb) => verifyHostKeys(deps, input, hb), deps);
+    },
+
+    /** A host name of the plan, resolved once by the worker and recorded. */
+    async resolveAddress(input: StepInput): Promise<StepOutcome> {
+      return withHeartbeat(input.step.id, (hb) => resolveAddress(input, hb), deps);
     },
 
     async pinSourceHostKey(input: StepInput): Promise<StepOutcome> {

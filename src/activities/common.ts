@@ -8,6 +8,7 @@ import { FailureType } from '../errors';
 import type { HostRole } from '../plan/schema';
 import type { Step } from '../runbook/model';
 import { hostCommand, placeholdersIn } from '../runbook/shell';
+import type { NetProbes } from '../probe/probes';
 import type { CommandExecutor, CommandGuard, CommandResult, HostTarget } from './executor';
 import { redact, relevantLines, trimOutput } from './output';
 
@@ -49,6 +50,8 @@ export interface ActivityDeps {
   resolveSecret?: (ref: string) => Promise<string>;
   /** Between heartbeats of a running activity. Default 5 s. */
   heartbeatIntervalMs?: number;
+  /** The worker's own probes (NAT, DNS propagation, certificates); default the real network. */
+  net?: NetProbes;
 }
 
 export function badPlan(message: string): ApplicationFailure {

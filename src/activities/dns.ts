@@ -3,7 +3,7 @@
  * unchanged when already right), and single checks the workflow polls durably.
  */
 import { updateZone } from '../dns/zone';
-import { dnsQuery, tlsCertificate } from '../probe/probes';
+import { realNet, type NetProbes } from '../probe/probes';
 import { commandFailed, commandOf, guardOf, liveExecutor, outcomeOf, type ActivityDeps, type StepInput, type StepOutcome } from './common';
 import { withHeartbeat, type Heartbeat } from './heartbeat';
 
@@ -39,7 +39,7 @@ async function rewriteZone(deps: ActivityDeps, input: StepInput, hb: Heartbeat):
 }
 
 /** Do all authoritative servers answer the plan's A records? */
-async function checkDns(input: StepInput, hb: Heartbeat): Promise<StepOutcome> {
+async function checkDns(net: NetProbes, input: StepInput, hb: Heartbeat): Promise<StepOutcome> {
   const outcome = outcomeOf(input.step);
   const zone = String(input.step.params?.zone);
   const servers = (input.step.params?.servers as string[]) ?? [];
@@ -47,7 +47,7 @@ async function checkDns(input: StepInput, hb: Heartbeat): Promise<StepOutcome> {
   for (const server of servers) {
     hb.report({ doing: `query ${server}` });
     for (const rec of recordsOf(input).filter((r) => r.type === 'A' && !r.name.includes('*'))) {
-      const r = await dnsQuery(server, 53, fqdn(rec.name, zone), 'A', 3000);
+      const r = await net.dnsQuery(server, 53, fqdn(rec.name, zone), 'A', 3000);
       if (!r.answers.some((a) => a.type === 'A' && a.data === rec.value)) wrong.push(`${server}: ${fqdn(rec.name, zone)} = ${r.answers.map((a) => a.data).join(',') || r.error || 'none'}`);
     }
   }
@@ -55,10 +55,10 @@ async function checkDns(input: StepInput, hb: Heartbeat): Promise<StepOutcome> {
 }
 
 /** Is a valid certificate served for the domain (TLS with SNI)? */
-async function checkCertificate(input: StepInput): Promise<StepOutcome> {
+async function checkCertificate(net: NetProbes, input: StepInput): Promise<StepOutcome> {
   const outcome = outcomeOf(input.step);
   const p = input.step.params ?? {};
-  const r = await tlsCertificate(String(p.address), 443, String(p.domain), undefined, 5000);
+  const r = await net.tlsCertificate(String(p.address), 443, String(p.domain), undefined, 5000);
   return outcome({ status: 'done', command: input.step.command, ok: r.ok, output: r.ok ? `valid until ${r.validTo}` : (r.error ?? 'no valid certificate') });
 }
 
@@ -69,11 +69,11 @@ export function createDnsActivities(deps: ActivityDeps) {
     },
 
     async checkDns(input: StepInput): Promise<StepOutcome> {
-      return withHeartbeat(input.step.id, (hb) => checkDns(input, hb), deps);
+      return withHeartbeat(input.step.id, (hb) => checkDns(deps.net ?? realNet, input, hb), deps);
     },
 
     async checkCertificate(input: StepInput): Promise<StepOutcome> {
-      return withHeartbeat(input.step.id, () => checkCertificate(input), deps);
+      return withHeartbeat(input.step.id, () => checkCertificate(deps.net ?? realNet, input), deps);
     },
   };
 }

@@ -17,6 +17,8 @@ export interface HostTarget {
   sshKey: string;
   /** `file:/path` of a known_hosts that pins the host key. */
   knownHosts?: string;
+  /** The plan's host name when `address` is the address preflight recorded for it: keys are pinned under the name. */
+  hostKeyAlias?: string;
 }
 
 export interface CommandResult {

@@ -5,7 +5,8 @@
  * is a retryable failure.
  */
 import { ApplicationFailure } from '@temporalio/activity';
-import { dnsQuery, tcpProbe } from '../probe/probes';
+import type { Probe } from '../plan/schema';
+import { realNet } from '../probe/probes';
 import { commandOf, guardOf, liveExecutor, outcomeOf, type ActivityDeps, type StepInput, type StepOutcome } from './common';
 import { withHeartbeat, type Heartbeat } from './heartbeat';
 
@@ -13,14 +14,31 @@ async function probeOnce(deps: ActivityDeps, input: StepInput, hb: Heartbeat): P
   const { step, hosts } = input;
   if (step.host === 'worker') {
     const p = step.params ?? {};
+    const net = deps.net ?? realNet;
     const address = String(p.address);
     const port = Number(p.port);
-    if (p.protocol === 'udp') {
-      const r = await dnsQuery(address, port, String(p.zone), 'SOA', 3000);
-      return { ok: r.ok && r.answers.length > 0, detail: r.error ?? `rcode ${r.rcode}, ${r.answers.length} answers`, command: step.command };
+    // The probe the plan declares for the service on this port (src/runbook/network.ts natProbeOf).
+    const probe: Probe = typeof p.probeSpec === 'string' ? (JSON.parse(p.probeSpec) as Probe) : p.protocol === 'udp' ? { kind: 'none' } : { kind: 'tcp' };
+    switch (probe.kind) {
+      case 'none':
+        return { ok: true, detail: 'not probed (none declared)', command: step.command };
+      case 'dns': {
+        const r = await net.dnsQuery(address, port, probe.name, 'SOA', 3000);
+        return { ok: r.ok, detail: r.error ?? `rcode ${r.rcode}, ${r.answers.length} answers`, command: step.command };
+      }
+      case 'udp': {
+        const r = await net.udpProbe(address, port, probe.send, probe.expect, 3000);
+        return { ok: r.ok, detail: r.error ?? `replied ${JSON.stringify(r.reply ?? '')}`, command: step.command };
+      }
+      case 'http': {
+        const r = await net.httpProbe(address, port, probe.path, 3000);
+        return { ok: r.ok, detail: r.error ?? String(r.reply), command: step.command };
+      }
+      case 'tcp': {
+        const r = await net.tcpProbe(address, port, 3000);
+        return { ok: r.ok, detail: r.error ?? `connected in ${r.ms} ms`, command: step.command };
+      }
     }
-    const r = await tcpProbe(address, port, 3000);
-    return { ok: r.ok, detail: r.error ?? `connected in ${r.ms} ms`, command: step.command };
   }
   const command = commandOf(input);
   const r = await liveExecutor(deps).run(hosts[step.host], command, hb.watch({ guard: guardOf(step) }));

@@ -10,6 +10,7 @@ import type { CommandExecutor, HostTarget } from './executor';
 import { withHeartbeat, type Heartbeat } from './heartbeat';
 import { trimOutput } from './output';
 import { parseCapture } from './parse';
+import { sh } from '../runbook/shell';
 
 export type { ActivityDeps, Mode, StepInput, StepOutcome } from './common';
 
@@ -24,7 +25,7 @@ async function checkCapture(step: Step, value: string, input: StepInput, live: C
     }
     if (Array.isArray(p.mustNotContain)) {
       for (const name of p.mustNotContain.filter((n) => names.includes(n))) {
-        const r = await live.run(target, commandOf(input, `incus config get ${name} ${String(p.ownerKey)}`));
+        const r = await live.run(target, commandOf(input, sh('incus', 'config', 'get', name, String(p.ownerKey))));
         if (r.stdout.trim() !== String(p.tenant)) {
           throw refused(FailureType.NameClash, `${step.id}: "${name}" already exists on ${target.address} and was not created by this migration of ${String(p.tenant)}; rename or remove it, or map the container to another name`);
         }

@@ -1,91 +1,12 @@
 /**
- * Reading a plan file (YAML or JSON) and turning zod issues into messages an operator can act on:
- * where (the path in the plan), what was found (the value) and what was expected.
+ * Reading a plan file (YAML or JSON). Validation and its messages live in `validate.ts` (pure, so
+ * the workflow imports it too) and are re-exported here so existing imports keep working.
  */
 import { readFileSync } from 'node:fs';
-import { parse as parseYaml } from 'yaml';
-import type { z } from 'zod';
-import { planSchema, type Plan } from './schema';
+import type { Plan } from './schema';
+import { parsePlan, PlanError } from './validate';
 
-/** One problem in a plan: `path` as written in the file, the offending value, what was expected. */
-export interface PlanProblem {
-  path: string;
-  value: string;
-  expected: string;
-}
-
-/** Thrown for any plan that cannot be used; nothing runs after it. */
-export class PlanError extends Error {
-  constructor(
-    readonly source: string,
-    readonly problems: PlanProblem[],
-  ) {
-    super(`${source}: invalid plan\n` + problems.map((p) => `  - ${p.path}: got ${p.value}, expected ${p.expected}`).join('\n'));
-    this.name = 'PlanError';
-  }
-}
-
-function formatPath(path: readonly PropertyKey[]): string {
-  if (path.length === 0) return '(plan)';
-  return path.reduce<string>((acc, k) => (typeof k === 'number' ? `${acc}[${k}]` : acc ? `${acc}.${String(k)}` : String(k)), '');
-}
-
-function show(value: unknown): string {
-  if (value === undefined) return 'nothing';
-  const s = JSON.stringify(value);
-  return s.length > 80 ? `${s.slice(0, 77)}...` : s;
-}
-
-function valueAt(root: unknown, path: readonly PropertyKey[]): unknown {
-  let v: unknown = root;
-  for (const k of path) {
-    if (v === null || typeof v !== 'object') return undefined;
-    v = (v as Record<PropertyKey, unknown>)[k];
-  }
-  return v;
-}
-
-function expectedOf(issue: z.core.$ZodIssue): string {
-  switch (issue.code) {
-    case 'invalid_type':
-      return issue.expected === 'undefined' ? 'no such field' : `a value of type ${issue.expected}`;
-    case 'unrecognized_keys':
-      return `no unknown field (${issue.keys.join(', ')}); check the spelling`;
-    case 'invalid_value':
-      return `one of ${issue.values.map((v) => JSON.stringify(v)).join(', ')}`;
-    case 'too_small':
-      return issue.origin === 'array' ? `at least ${String(issue.minimum)} entries` : `at least ${String(issue.minimum)}`;
-    case 'too_big':
-      return issue.origin === 'array' ? `at most ${String(issue.maximum)} entries` : `at most ${String(issue.maximum)}`;
-    case 'invalid_union':
-      return issue.message.includes('discriminator') ? 'a known "kind"' : issue.message;
-    default:
-      return issue.message;
-  }
-}
-
-/** Validates an already-parsed document; returns the plan with defaults or throws PlanError. */
-export function validatePlan(doc: unknown, source = 'plan'): Plan {
-  const result = planSchema.safeParse(doc);
-  if (result.success) return result.data;
-  const problems = result.error.issues.map((issue) => {
-    const path = issue.code === 'unrecognized_keys' ? [...issue.path, issue.keys[0] ?? ''] : issue.path;
-    const value = 'input' in issue && issue.input !== undefined ? issue.input : valueAt(doc, path);
-    return { path: formatPath(path), value: show(value), expected: expectedOf(issue) };
-  });
-  throw new PlanError(source, problems);
-}
-
-/** Parses YAML or JSON text (JSON is YAML) and validates it. */
-export function parsePlan(text: string, source = 'plan'): Plan {
-  let doc: unknown;
-  try {
-    doc = parseYaml(text, { prettyErrors: true });
-  } catch (err) {
-    throw new PlanError(source, [{ path: '(file)', value: 'unparseable text', expected: `YAML or JSON: ${(err as Error).message.split('\n')[0]}` }]);
-  }
-  return validatePlan(doc, source);
-}
+export { parsePlan, PlanError, validatePlan, type PlanProblem } from './validate';
 
 /** Reads and validates a plan file. */
 export function loadPlan(file: string): Plan {

@@ -7,8 +7,11 @@
  * key are *references* the worker resolves.
  */
 import { z } from 'zod';
-
-const DNS_LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
+import { DNS_LABEL, hostIpv4Problem, IPV4 } from './addresses';
+import {
+  boundedText, canonicalPath, commandArgv, DAY, dedicatedDataRoots, destructiveTarget, dirNameProblem, hostAddressGuard,
+  hostIpv4Guard, MAX_CONTAINERS, MINUTE, SECOND, secretRefGuard, subnetGuard, systemdUnit, boundedDuration,
+} from './guards';
 
 /** LXD/Incus instance names: a hostname label, starting with a letter. */
 export const instanceName = z
@@ -23,36 +26,26 @@ export const resourceName = z
   .string()
   .regex(/^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$/, 'a name of letters, digits, "_" and "-"');
 
-/** An absolute path with a safe character set and no ".." segments. */
-export const absPath = z
-  .string()
-  .regex(/^\/[A-Za-z0-9._/-]*$/, 'an absolute path of letters, digits, ".", "_", "-" and "/"')
-  .refine((p) => !p.split('/').includes('..'), 'a path without ".." segments');
+/** An absolute path with a safe character set, in canonical form (no "..", ".", "//" or trailing "/"). */
+export const absPath = canonicalPath;
 
 /** A relative directory name inside /opt/gbo (conf, data, logs, bin, ...). */
 export const dirName = z
   .string()
-  .regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, 'a directory name of letters, digits, ".", "_" and "-"')
-  .refine((d) => d !== '..', 'a directory name other than ".."');
+  .superRefine((d, ctx) => {
+    const why = dirNameProblem(d);
+    if (why) ctx.addIssue({ code: 'custom', message: why, input: d });
+  })
+  .meta({ pattern: '^[A-Za-z0-9][A-Za-z0-9._-]*$', maxLength: 255 });
 
-const ipv4Octet = '(25[0-5]|2[0-4]\\d|1\\d\\d|[1-9]?\\d)';
-const IPV4 = new RegExp(`^${ipv4Octet}(\\.${ipv4Octet}){3}$`);
-export const ipv4 = z.string().regex(IPV4, 'an IPv4 address such as 192.0.2.10');
+/** An IPv4 address a host can have (canonical dotted quad; not 0.0.0.0, broadcast, multicast or reserved). */
+export const ipv4 = hostIpv4Guard;
 
-/** A host address: IPv4 or a DNS name. */
-export const hostAddress = z
-  .string()
-  .refine(
-    (a) => IPV4.test(a) || (a.length <= 253 && a.split('.').every((l) => DNS_LABEL.test(l))),
-    'an IPv4 address or a DNS host name',
-  );
+/** A host address: IPv4 or a DNS name (see plan/addresses.ts for what is refused and why). */
+export const hostAddress = hostAddressGuard;
 
-export const cidr = z
-  .string()
-  .refine((c) => {
-    const [addr, len, ...rest] = c.split('/');
-    return rest.length === 0 && addr !== undefined && IPV4.test(addr) && /^\d{1,2}$/.test(len ?? '') && Number(len) <= 32;
-  }, 'an IPv4 subnet such as 10.107.115.0/24');
+/** The bridge subnet: host bits zero, a prefix from /8 to /30. */
+export const cidr = subnetGuard;
 
 export const domainName = z
   .string()
@@ -67,12 +60,13 @@ export const port = z.number().int().min(1).max(65535);
  * A reference to a secret the worker resolves: `file:/path`, `env:NAME` or `agent` (SSH agent).
  * Key material itself is refused so that it can never reach workflow input or history.
  */
-export const secretRef = z
-  .string()
-  .regex(/^(agent|env:[A-Z_][A-Z0-9_]*|file:[A-Za-z0-9._/~-]+)$/, 'a secret reference: "agent", "env:NAME" or "file:/path"');
+export const secretRef = secretRefGuard;
 
 /** Durations as `90s`, `15m`, `2h`, `3d`. */
 export const duration = z.string().regex(/^\d+(ms|s|m|h|d)$/, 'a duration such as 30s, 15m, 2h or 3d');
+/** Per-field bounds: a zero poll interval spins on the host, a 10^20-day wait overflows timers. */
+const pollInterval = boundedDuration(SECOND, DAY, 'polls at most once a second, at least once a day');
+const longWait = (what: string) => boundedDuration(MINUTE, 90 * DAY, `${what}; longer than 90 days is a typo, not a plan`);
 
 const hostSchema = z
   .object({
@@ -89,15 +83,50 @@ const hostSchema = z
   })
   .strict();
 
+/** Printable ASCII (space to "~"): what a UDP probe sends and expects back. */
+const printable = z.string().min(1).max(200).regex(/^[\x20-\x7e]+$/, 'printable ASCII characters');
+
+/**
+ * How a service's ports are probed, on the destination (each container's address) and through NAT
+ * (a forward to that port). Default `tcp` for a TCP service; a UDP service must name its own.
+ */
+export const probeSchema = z.discriminatedUnion('kind', [
+  z.object({ kind: z.literal('tcp') }).strict(),
+  /** Any HTTP status line (1xx–4xx) counts as answering. */
+  z.object({ kind: z.literal('http'), path: z.string().regex(/^\/[A-Za-z0-9._~\/?=&%+-]*$/, 'an HTTP path such as /health').default('/') }).strict(),
+  /** A DNS query (type SOA) for `name`; NOERROR counts as answering. */
+  z.object({ kind: z.literal('dns'), name: domainName }).strict(),
+  /** A UDP datagram `send`; a reply containing `expect` counts as answering. */
+  z.object({ kind: z.literal('udp'), send: printable, expect: printable }).strict(),
+  /** Not probed: shown as such in the matrix, never red. */
+  z.object({ kind: z.literal('none') }).strict(),
+]);
+export type Probe = z.output<typeof probeSchema>;
+
 const serviceSchema = z
   .object({
     name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9 ._+-]{0,40}$/, 'a service name of letters, digits, spaces and ".-_+"'),
-    ports: z.array(port).default([]),
+    ports: z.array(port).max(64).default([]),
     protocol: z.enum(['tcp', 'udp']).default('tcp'),
     /** false for services the guide lists as internal-only and not expected to answer on a port. */
     required: z.boolean().default(true),
+    probe: probeSchema.optional(),
   })
-  .strict();
+  .strict()
+  .superRefine((svc, ctx) => {
+    const kind = svc.probe?.kind;
+    if (svc.protocol === 'udp' && svc.ports.length > 0 && kind !== 'dns' && kind !== 'udp' && kind !== 'none') {
+      ctx.addIssue({ code: 'custom', path: ['probe'], message: 'a probe for a UDP service: dns, udp or none', input: svc.probe });
+    }
+    if (svc.protocol === 'tcp' && kind !== undefined && kind !== 'tcp' && kind !== 'http' && kind !== 'none') {
+      ctx.addIssue({ code: 'custom', path: ['probe'], message: 'a probe for a TCP service: tcp, http or none', input: svc.probe });
+    }
+  });
+
+/** The probe a service's ports get: the declared one, else a TCP connect (UDP services must declare one). */
+export function probeOf(svc: { protocol: 'tcp' | 'udp'; probe?: Probe | undefined }): Probe {
+  return svc.probe ?? (svc.protocol === 'tcp' ? { kind: 'tcp' } : { kind: 'none' });
+}
 
 const requiredFileSchema = z
   .object({
@@ -115,14 +144,14 @@ const containerSchema = z
     source: instanceName.optional(),
     /** Folder of this container's data under `data.sourceRoot` on the source; defaults to `name`. */
     sourceFolder: dirName.optional(),
-    role: z.string().max(80).optional(),
+    role: boundedText(80).optional(),
     privileged: z.boolean().default(false),
-    /** Owner of /opt/gbo inside the container; falls back to `ownerFallback` when the user is absent. */
-    owner: unixName.default('gbuser'),
-    ownerFallback: unixName.default('root'),
-    dataDirs: z.array(dirName).min(1),
-    services: z.array(serviceSchema).default([]),
-    requiredFiles: z.array(requiredFileSchema).default([]),
+    /** Its data folders under its source folder; none: a stateless container (no data steps). */
+    dataDirs: z.array(dirName).max(64).default([]),
+    /** Where its data goes inside the container (tar extracts into it); default `data.containerPath`. */
+    dataPath: destructiveTarget.optional(),
+    services: z.array(serviceSchema).max(64).default([]),
+    requiredFiles: z.array(requiredFileSchema).max(256).default([]),
     /** Copied and verified first, before the others start. */
     canary: z.boolean().default(false),
   })
@@ -134,7 +163,7 @@ const portForwardSchema = z
     protocol: z.enum(['tcp', 'udp']),
     container: instanceName,
     containerPort: port.optional(),
-    service: z.string().max(80).optional(),
+    service: boundedText(80).optional(),
   })
   .strict();
 
@@ -143,18 +172,62 @@ const dnsRecordSchema = z
     name: z.string().regex(/^(@|[a-z0-9*]([a-z0-9.-]{0,200}[a-z0-9])?)$/, 'a record owner name relative to the zone, or "@"'),
     type: z.enum(['A', 'NS']),
     /** A: an IPv4 address; NS: a host name. */
-    value: z.string().min(1),
+    value: z.string().min(1).max(253),
     ttl: z.number().int().min(30).max(604800).optional(),
   })
   .strict()
   .superRefine((r, ctx) => {
-    const ok = r.type === 'A' ? IPV4.test(r.value) : domainName.safeParse(r.value.replace(/\.$/, '')).success;
+    const aProblem = r.type === 'A' ? (/^[\d.]+$/.test(r.value) ? hostIpv4Problem(r.value) : 'an IPv4 address') : undefined;
+    const ok = r.type === 'A' ? aProblem === undefined : domainName.safeParse(r.value.replace(/\.$/, '')).success;
     if (!ok) {
       ctx.addIssue({
         code: 'custom',
         path: ['value'],
-        message: r.type === 'A' ? 'an IPv4 address for an A record' : 'a host name for an NS record',
+        message: r.type === 'A' ? `${aProblem} for an A record` : 'a host name for an NS record',
         input: r.value,
+      });
+    }
+  });
+
+/** A systemd unit name (restart targets). */
+
+/** `{{ip:<container>}}`, an IPv4 address or a DNS host name: what may stand for a host. */
+const hostTemplate = z
+  .string()
+  .refine(
+    (h) => /^\{\{ip:[a-z0-9-]+\}\}$/.test(h) || IPV4.test(h) || (h.length <= 253 && h.split('.').every((l) => DNS_LABEL.test(l))),
+    'a host: "{{ip:<container>}}", an IPv4 address or a DNS host name',
+  );
+
+/**
+ * What an `env` fix writes: exactly one of
+ * - `value`: the whole new value, literally (a template: `{{ip:<container>}}` becomes that
+ *   container's new address). Written into the plan, so never a secret.
+ * - `valueRef`: the whole new value is a secret the worker resolves (`env:NAME`, `file:/path`) and
+ *   hands to the command over stdin; it is never in the plan, a command, history or a log.
+ * - `urlHost`: only the host of the URL the key already holds changes (scheme, user, password,
+ *   port, path and query stay); the rewrite happens inside the container, so a password in the
+ *   URL never leaves it.
+ */
+const envSetSchema = z
+  .object({
+    value: z
+      .string()
+      .max(4096)
+      .regex(/^[^\n\r\0]*$/, 'a one-line value (no newline, carriage return or NUL)')
+      .refine((v) => !/:\/\/[^/?#@\s]*:[^/?#@\s]*@/.test(v), 'a value with no password in it: a secret goes in "valueRef", and "urlHost" changes only a URL\'s host')
+      .optional(),
+    valueRef: z.string().regex(/^(env:[A-Z_][A-Z0-9_]*|file:\/[A-Za-z0-9._/-]+)$/, 'a secret reference: "env:NAME" or "file:/absolute/path"').optional(),
+    urlHost: hostTemplate.optional(),
+  })
+  .strict()
+  .superRefine((s, ctx) => {
+    const given = (['value', 'valueRef', 'urlHost'] as const).filter((k) => s[k] !== undefined);
+    if (given.length !== 1) {
+      ctx.addIssue({
+        code: 'custom',
+        message: `exactly one of "value" (the whole value), "valueRef" (the whole value, a secret) or "urlHost" (only a URL's host)${given.length ? `, not ${given.join(' and ')}` : ''}`,
+        input: s,
       });
     }
   });
@@ -164,19 +237,46 @@ const serviceFixSchema = z.discriminatedUnion('kind', [
     .object({
       kind: z.literal('env'),
       container: instanceName,
-      /** File holding KEY=value lines (an env file or a systemd unit's Environment=). */
+      /**
+       * File holding KEY=value lines: an env file, or a systemd unit's `Environment=` lines when the
+       * path is under /etc/systemd/ or ends in `.service` (then `systemctl daemon-reload` follows).
+       */
       file: absPath,
-      key: z.string().regex(/^[A-Z_][A-Z0-9_]*$/, 'an environment variable name'),
-      /** Value template; `{{ip:<container>}}` becomes that container's new address. No secrets. */
-      value: z.string().regex(/^[A-Za-z0-9:/@._%{}?=&-]*$/, 'a value of URL-safe characters'),
-      restart: z.array(z.string().regex(/^[A-Za-z0-9@._-]+$/, 'a systemd unit name')).default([]),
+      key: z.string().max(128).regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'an environment variable name (letters, digits and "_", not starting with a digit)'),
+      set: envSetSchema,
+      /** Units restarted after every fix (and the daemon-reload) of this container. */
+      restart: z.array(systemdUnit).max(16).default([]),
+    })
+    .strict(),
+  z
+    .object({
+      kind: z.literal('hosts-entry'),
+      container: instanceName,
+      /** The hosts file; `/etc/hosts` unless said otherwise. */
+      file: absPath.default('/etc/hosts'),
+      /** The name that must resolve to `address` (and only to it: other lines lose this name). */
+      hostname: z.string().refine((h) => h.length <= 253 && h.split('.').every((l) => DNS_LABEL.test(l)), 'a host name such as system or db.example.com'),
+      address: z
+        .string()
+        .refine((a) => /^\{\{ip:[a-z0-9-]+\}\}$/.test(a) || IPV4.test(a), 'an address: "{{ip:<container>}}" or an IPv4 address'),
+    })
+    .strict(),
+  z
+    .object({
+      kind: z.literal('ssh-config-host'),
+      container: instanceName,
+      /** The ssh_config file (it must exist), e.g. /root/.ssh/config. */
+      file: absPath,
+      /** The `Host` pattern whose block gets the HostName (an exact pattern, not a wildcard). */
+      host: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$/, 'a Host alias of letters, digits, ".", "_" and "-" (no wildcard)'),
+      hostName: hostTemplate,
     })
     .strict(),
   z
     .object({
       kind: z.literal('vault-unseal'),
       container: instanceName,
-      vaultAddr: z.string().regex(/^https?:\/\/[A-Za-z0-9.:-]+$/, 'a Vault URL such as https://127.0.0.1:8200'),
+      vaultAddr: z.string().max(256).regex(/^https?:\/\/[A-Za-z0-9.:-]+$/, 'a Vault URL such as https://127.0.0.1:8200'),
       binary: absPath,
       /** Resolved by the worker; never in the plan, input or history. */
       keyRef: secretRef,
@@ -189,6 +289,14 @@ const serviceFixSchema = z.discriminatedUnion('kind', [
     })
     .strict(),
 ]);
+
+/** A service fix as validated. */
+export type ServiceFix = z.output<typeof serviceFixSchema>;
+
+/** A unit file: systemd reads it, so `systemctl daemon-reload` follows an edit. */
+export function isUnitFile(path: string): boolean {
+  return path.startsWith('/etc/systemd/') || path.startsWith('/lib/systemd/') || path.startsWith('/usr/lib/systemd/') || path.endsWith('.service');
+}
 
 export const planSchema = z
   .object({
@@ -203,7 +311,7 @@ export const planSchema = z
         /** Address of LXD's API (core.https_address) as the destination reaches it. */
         apiAddress: hostAddress,
         apiPort: port.default(8443),
-        containerPrefix: z.string().regex(/^([a-z][a-z0-9-]*)?$/, 'a prefix of lowercase letters, digits and "-"').default(''),
+        containerPrefix: z.string().max(40).regex(/^([a-z][a-z0-9-]*)?$/, 'a prefix of lowercase letters, digits and "-"').default(''),
       })
       .strict(),
     destination: z
@@ -221,22 +329,22 @@ export const planSchema = z
          * A host firewall (ufw) to enable, with the TCP ports it allows. Port 22 is always allowed
          * first, and the enable step refuses to run unless that rule is in place.
          */
-        firewall: z.object({ allow: z.array(port).default([80, 443]) }).strict().optional(),
+        firewall: z.object({ allow: z.array(port).max(64).default([80, 443]) }).strict().optional(),
         /** The systemd unit that restores the rules at boot (the guide's iptables-restore.service). */
         restoreUnitFile: absPath.default('/etc/systemd/system/iptables-restore.service'),
       })
       .strict(),
-    containers: z.array(containerSchema).min(1),
+    containers: z.array(containerSchema).min(1).max(MAX_CONTAINERS),
     data: z
       .object({
         /** Tenant data on the source host; one folder per container. */
-        sourceRoot: absPath.default('/opt/gbo'),
+        sourceRoot: destructiveTarget.default('/opt/gbo'),
         /** Where the destination's rsync pull lands first. */
-        staging: absPath,
+        staging: destructiveTarget,
         /** Final home: `<tenantsRoot>/<tenant>/<container>`. */
-        tenantsRoot: absPath.default('/opt/gbo/tenants'),
+        tenantsRoot: destructiveTarget.default('/opt/gbo/tenants'),
         /** Mount point of the data inside each container. */
-        containerPath: absPath.default('/opt/gbo'),
+        containerPath: destructiveTarget.default('/opt/gbo'),
         /**
          * Private key file ON THE DESTINATION HOST that its rsync uses to pull from the source (a
          * path, never key material; the guide's dest→source key exchange). Default: ssh's own.
@@ -246,7 +354,8 @@ export const planSchema = z
         pullKnownHosts: absPath.optional(),
       })
       .strict(),
-    portForwards: z.array(portForwardSchema).default([]),
+    portForwards: z.array(portForwardSchema).max(256).default([]),
+    /** The tenant's reverse proxy; without it the proxy phase has no steps. */
     caddy: z
       .object({
         container: instanceName,
@@ -254,45 +363,63 @@ export const planSchema = z
         storageRoot: absPath.default('/opt/gbo/data/caddy'),
         binary: absPath.default('/usr/bin/caddy'),
         /** Refuse any rewritten config with fewer vhosts than this (the guide's full config has ~25). */
-        minVhosts: z.number().int().min(1),
+        minVhosts: z.number().int().min(1).max(10000),
       })
-      .strict(),
+      .strict()
+      .optional(),
     dns: z
       .object({
         zone: domainName,
-        container: instanceName,
-        zoneFile: absPath,
+        /**
+         * The tenant's own DNS server: `container`, `zoneFile` and `reloadCommand`, all three or none.
+         * None: DNS is hosted elsewhere, and the cutover waits at the `dns` gate for the operator
+         * to change the records at the provider.
+         */
+        container: instanceName.optional(),
+        zoneFile: absPath.optional(),
         /** argv of the reload, run in the DNS container (CoreDNS reloads on SIGHUP). */
-        reloadCommand: z.array(z.string().regex(/^[A-Za-z0-9@%+=:,./_-]+$/, 'a plain word')).min(1),
-        records: z.array(dnsRecordSchema).min(1),
+        reloadCommand: commandArgv(16).optional(),
+        records: z.array(dnsRecordSchema).min(1).max(256),
         /** Servers whose answers prove propagation (addresses or names). */
-        authoritativeServers: z.array(hostAddress).min(1),
+        authoritativeServers: z.array(hostAddress).min(1).max(16),
         /** Previous TTL of the changed records; the cutover waits at least this long. */
-        oldTtlSeconds: z.number().int().min(0).default(3600),
+        oldTtlSeconds: z.number().int().min(0).max(604800).default(3600),
       })
-      .strict(),
+      .strict()
+      .superRefine((dns, ctx) => {
+        const fields = ['container', 'zoneFile', 'reloadCommand'] as const;
+        const missing = fields.filter((f) => dns[f] === undefined);
+        if (missing.length > 0 && missing.length < fields.length) {
+          ctx.addIssue({
+            code: 'custom',
+            path: [missing[0] as string],
+            message: `dns.container, dns.zoneFile and dns.reloadCommand together (a DNS server in the tenant) or none of them (DNS hosted elsewhere); missing: ${missing.map((f) => `dns.${f}`).join(', ')}`,
+            input: undefined,
+          });
+        }
+      }),
     certificates: z
       .object({
-        domains: z.array(domainName).min(1),
+        domains: z.array(domainName).min(1).max(100),
         wait: z
           .object({
-            pollInterval: duration.default('5m'),
-            maxWait: duration.default('7d'),
+            pollInterval: pollInterval.default('5m'),
+            maxWait: longWait('the longest wait for a certificate').default('7d'),
           })
           .strict()
           .default({ pollInterval: '5m', maxWait: '7d' }),
       })
       .strict()
       .optional(),
-    serviceFixes: z.array(serviceFixSchema).default([]),
+    serviceFixes: z.array(serviceFixSchema).max(64).default([]),
     approvals: z
       .object({
         cutover: z.boolean().default(true),
         cleanup: z.boolean().default(true),
         /** Time the migrated tenant must run before cleanup may be approved. */
-        verificationWindow: duration.default('24h'),
+        verificationWindow: boundedDuration(0, 90 * DAY, 'longer than 90 days is a typo, not a plan').default('24h'),
         /** How long a gate waits for an operator before it reports a timeout. */
-        gateTimeout: duration.default('14d'),
+        gateTimeout: boundedDuration(MINUTE, 365 * DAY, 'an operator answers within a year or the gate reports a timeout').default('14d'),
       })
       .strict()
       .default({ cutover: true, cleanup: true, verificationWindow: '24h', gateTimeout: '14d' }),
@@ -334,15 +461,31 @@ export const planSchema = z
       }
       forwarded.add(key);
     });
-    ref(['caddy', 'container'], plan.caddy.container);
-    ref(['dns', 'container'], plan.dns.container);
+    if (plan.caddy) ref(['caddy', 'container'], plan.caddy.container);
+    if (plan.dns.container) ref(['dns', 'container'], plan.dns.container);
+    const fixed = new Map<string, number>();
     plan.serviceFixes.forEach((f, i) => {
       ref(['serviceFixes', i, 'container'], f.container);
-      if (f.kind === 'env') {
-        for (const m of f.value.matchAll(/\{\{ip:([^}]*)\}\}/g)) ref(['serviceFixes', i, 'value'], m[1] ?? '');
+      const what =
+        f.kind === 'env' ? `${f.key} in ${f.file}` : f.kind === 'hosts-entry' ? `${f.hostname} in ${f.file}` : f.kind === 'ssh-config-host' ? `Host ${f.host} in ${f.file}` : f.kind;
+      const prior = fixed.get(`${f.container} ${f.kind} ${what}`);
+      if (prior !== undefined) {
+        ctx.addIssue({ code: 'custom', path: ['serviceFixes', i], message: `one fix per target: serviceFixes[${prior}] already sets ${what} in ${f.container}`, input: what });
+      } else fixed.set(`${f.container} ${f.kind} ${what}`, i);
+      const templates: [(string | number)[], string | undefined][] =
+        f.kind === 'env'
+          ? [[['set', 'value'], f.set.value], [['set', 'urlHost'], f.set.urlHost]]
+          : f.kind === 'hosts-entry'
+            ? [[['address'], f.address]]
+            : f.kind === 'ssh-config-host'
+              ? [[['hostName'], f.hostName]]
+              : [];
+      for (const [field, text] of templates) {
+        for (const m of (text ?? '').matchAll(/\{\{ip:([^}]*)\}\}/g)) ref(['serviceFixes', i, ...field], m[1] ?? '');
       }
     });
-  });
+  })
+  .superRefine(dedicatedDataRoots);
 
 /** A plan as written (defaults optional). */
 export type PlanInput = z.input<typeof planSchema>;

@@ -340,3 +340,80 @@ export function tlsCertificate(host: string, port: number, servername: string, c
     });
   });
 }
+
+/** Result of {@link udpProbe} and {@link httpProbe}. */
+export interface ReplyProbeResult {
+  ok: boolean;
+  /** The reply (trimmed, printable part) or the status line. */
+  reply?: string;
+  error?: string;
+}
+
+/**
+ * Sends one datagram to host:port and waits for a reply that contains `expect`. Replies from other
+ * peers are dropped by the connected socket; a reply without the text is a failure.
+ */
+export function udpProbe(host: string, port: number, send: string, expect: string, timeoutMs: number): Promise<ReplyProbeResult> {
+  return new Promise((resolve) => {
+    let done = false;
+    const socket = dgram.createSocket(net.isIPv6(host) ? 'udp6' : 'udp4');
+    const finish = (r: ReplyProbeResult) => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      socket.close();
+      resolve(r);
+    };
+    const timer = setTimeout(() => finish({ ok: false, error: `no reply after ${timeoutMs} ms` }), timeoutMs);
+    socket.on('error', (err) => finish({ ok: false, error: errorText(err) }));
+    socket.on('message', (msg) => {
+      const reply = msg.toString('latin1').replace(/[^\x20-\x7e]/g, '').slice(0, 200);
+      finish(msg.toString('latin1').includes(expect) ? { ok: true, reply } : { ok: false, reply, error: `the reply does not contain ${JSON.stringify(expect)}` });
+    });
+    socket.connect(port, host, () => {
+      socket.send(Buffer.from(send, 'latin1'), (err) => {
+        if (err) finish({ ok: false, error: errorText(err) });
+      });
+    });
+  });
+}
+
+/** An HTTP/1.0 GET of `path`; any status line 1xx–4xx counts as answering. */
+export function httpProbe(host: string, port: number, path: string, timeoutMs: number): Promise<ReplyProbeResult> {
+  return new Promise((resolve) => {
+    let done = false;
+    let data = '';
+    const socket = net.connect({ host, port });
+    const finish = (r: ReplyProbeResult) => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      socket.destroy();
+      resolve(r);
+    };
+    const judge = () => {
+      const line = data.split('\r\n')[0] ?? '';
+      if (/^HTTP\/[0-9.]+ [1-4]\d\d\b/.test(line)) finish({ ok: true, reply: line });
+      else finish({ ok: false, reply: line.slice(0, 120), error: line ? `status line ${JSON.stringify(line.slice(0, 80))}` : 'no HTTP answer' });
+    };
+    const timer = setTimeout(() => finish({ ok: false, error: `timeout after ${timeoutMs} ms` }), timeoutMs);
+    socket.once('connect', () => socket.write(`GET ${path} HTTP/1.0\r\nHost: ${host}\r\nConnection: close\r\n\r\n`));
+    socket.on('data', (chunk: Buffer) => {
+      data += chunk.toString('latin1');
+      if (data.includes('\r\n')) judge();
+    });
+    socket.once('end', judge);
+    socket.once('error', (err) => finish({ ok: false, error: errorText(err) }));
+  });
+}
+
+/** The worker's own network probes, injectable (tests give the workflow a fake network). */
+export interface NetProbes {
+  tcpProbe: typeof tcpProbe;
+  dnsQuery: typeof dnsQuery;
+  udpProbe: typeof udpProbe;
+  httpProbe: typeof httpProbe;
+  tlsCertificate: typeof tlsCertificate;
+}
+
+export const realNet: NetProbes = { tcpProbe, dnsQuery, udpProbe, httpProbe, tlsCertificate };

@@ -3,6 +3,7 @@
  */
 import type { Step } from './model';
 import { slug, step, type Ctx } from './commands';
+import { sh } from './shell';
 
 export function certificates(ctx: Ctx): Step[] {
   const { plan } = ctx;
@@ -13,7 +14,7 @@ export function certificates(ctx: Ctx): Step[] {
       title: `A valid certificate is served for ${domain} (waits out ACME rate limits)`,
       host: 'worker',
       kind: 'wait-cert',
-      command: `tls ${plan.destination.publicAddress}:443 servername=${domain}`,
+      command: sh('tls', `${plan.destination.publicAddress}:443`, `servername=${domain}`),
       params: { domain, address: plan.destination.publicAddress, pollInterval: plan.certificates?.wait.pollInterval ?? '5m', maxWait: plan.certificates?.wait.maxWait ?? '7d' },
       profile: 'poll',
     }),

@@ -3,7 +3,7 @@
  * before it goes.
  */
 import type { Step } from './model';
-import { step, type Ctx } from './commands';
+import { hasData, step, type Ctx } from './commands';
 import { q, sh } from './shell';
 
 export function cleanup(ctx: Ctx): Step[] {
@@ -22,29 +22,34 @@ export function cleanup(ctx: Ctx): Step[] {
   ];
   for (const c of plan.containers) {
     const src = ctx.sourceName(c);
+    // A stateless container has no data folder on the source.
+    if (hasData(c)) {
+      steps.push(
+        step(ctx, {
+          id: `cleanup/${c.name}/record-data`,
+          phase: 'cleanup',
+          container: c.name,
+          title: `Record what is about to be deleted under ${ctx.sourceDataOf(c)}`,
+          host: 'source',
+          kind: 'capture',
+          command: `du -sb ${q(ctx.sourceDataOf(c))} 2>/dev/null; find ${q(ctx.sourceDataOf(c))} -maxdepth 2 2>/dev/null | head -n 50`,
+          captureAs: { kind: 'text', key: `deleted:${c.name}` },
+        }),
+        step(ctx, {
+          id: `cleanup/${c.name}/delete-data`,
+          phase: 'cleanup',
+          container: c.name,
+          title: `Delete ${ctx.sourceDataOf(c)} on the source`,
+          host: 'source',
+          kind: 'run',
+          command: sh('rm', '-rf', '--one-file-system', ctx.sourceDataOf(c)),
+          check: sh('test', '!', '-e', ctx.sourceDataOf(c)),
+          destructive: true,
+          gate: 'cleanup',
+        }),
+      );
+    }
     steps.push(
-      step(ctx, {
-        id: `cleanup/${c.name}/record-data`,
-        phase: 'cleanup',
-        container: c.name,
-        title: `Record what is about to be deleted under ${ctx.sourceDataOf(c)}`,
-        host: 'source',
-        kind: 'capture',
-        command: `du -sb ${q(ctx.sourceDataOf(c))} 2>/dev/null; find ${q(ctx.sourceDataOf(c))} -maxdepth 2 2>/dev/null | head -n 50`,
-        captureAs: { kind: 'text', key: `deleted:${c.name}` },
-      }),
-      step(ctx, {
-        id: `cleanup/${c.name}/delete-data`,
-        phase: 'cleanup',
-        container: c.name,
-        title: `Delete ${ctx.sourceDataOf(c)} on the source`,
-        host: 'source',
-        kind: 'run',
-        command: sh('rm', '-rf', '--one-file-system', ctx.sourceDataOf(c)),
-        check: sh('test', '!', '-e', ctx.sourceDataOf(c)),
-        destructive: true,
-        gate: 'cleanup',
-      }),
       step(ctx, {
         id: `cleanup/${c.name}/delete-container`,
         phase: 'cleanup',

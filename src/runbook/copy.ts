@@ -36,7 +36,7 @@ export function copy(ctx: Ctx, c: ContainerPlan): Step[] {
       ? [
           s({
             id: `copy/${c.name}/privileged`,
-            title: `${c.name} is privileged (owns its /opt/gbo)`,
+            title: `${c.name} is privileged (owns its ${ctx.dataPathOf(c)})`,
             kind: 'run',
             command: ctx.incus('config', 'set', c.name, 'security.privileged=true'),
             check: `test "$(${ctx.incus('config', 'get', c.name, 'security.privileged')})" = true`,

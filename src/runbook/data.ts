@@ -4,16 +4,18 @@
  */
 import type { ContainerPlan } from '../plan/schema';
 import type { Step } from './model';
-import { step, type Ctx, type StepInit } from './commands';
-import { CONTAINER_CHECK_SCRIPT, LISTING_SCRIPT, MANIFEST_SCRIPT, PATHS_SCRIPT } from './scripts';
-import { ph, q, sh } from './shell';
+import { hasData, step, type Ctx, type StepInit } from './commands';
+import { CONTAINER_CHECK_SCRIPT, CONTAINER_OWNERS_SCRIPT, LISTING_SCRIPT, MANIFEST_SCRIPT, OWNERS_LISTING_SCRIPT, SHIFT_IDS_SCRIPT, SHIFTED_CHECK_SCRIPT } from './scripts';
+import { ph, pinnedAddress, q, sh } from './shell';
 
 function rsyncPull(ctx: Ctx, c: ContainerPlan): string {
-  const src = `${ctx.plan.hosts.source.user}@${ctx.plan.hosts.source.address}:${ctx.sourceDataOf(c)}/`;
-  return `mkdir -p ${q(ctx.stagingOf(c))} && ${sh('rsync', '-az', '--partial', '--delete', '--numeric-ids', '--info=progress2', '-e', ctx.sshToSource, src, `${ctx.stagingOf(c)}/`)}`;
+  const src = `${ctx.plan.hosts.source.user}@${pinnedAddress(ctx.plan.hosts.source.address, 'source')}:${ctx.sourceDataOf(c)}/`;
+  // Numeric IDs, hard links, ACLs and xattrs as the source has them: nothing flattened.
+  return `mkdir -p ${q(ctx.stagingOf(c))} && ${sh('rsync', '-aHAX', '--numeric-ids', '-z', '--partial', '--delete', '--info=progress2', '-e', ctx.sshToSource, src, `${ctx.stagingOf(c)}/`)}`;
 }
 
 export function presync(ctx: Ctx, c: ContainerPlan): Step[] {
+  if (!hasData(c)) return [];
   return [
     step(ctx, {
       id: `presync/${c.name}/rsync`,
@@ -35,18 +37,21 @@ function dataMoved(ctx: Ctx, c: ContainerPlan): string {
 }
 
 export function data(ctx: Ctx, c: ContainerPlan): Step[] {
+  // A stateless container: nothing on the host to carry over.
+  if (!hasData(c)) return [];
   const { plan } = ctx;
   const s = (init: Omit<StepInit, 'phase' | 'container' | 'host'>) => step(ctx, { phase: 'data', container: c.name, host: 'destination', ...init });
-  const inContainer = plan.data.containerPath;
+  const inContainer = ctx.dataPathOf(c);
   const hostDigest = sh('sh', '-c', MANIFEST_SCRIPT, 'manifest', ctx.finalOf(c), ...c.dataDirs);
   // Every file of the final copy, in the container with the same content; files the container's
   // own services changed since the push (newer mtime: tar keeps the source's) are counted, not failed.
   const containerMatches =
     `${sh('sh', '-c', LISTING_SCRIPT, 'listing', ctx.finalOf(c), ...c.dataDirs)} | ` + ctx.inside(c.name, 'sh', '-c', CONTAINER_CHECK_SCRIPT, 'check', inContainer);
-  // Only what was pushed: files the container's services created since belong to whoever made them.
-  const ownerCheck =
-    `${sh('sh', '-c', PATHS_SCRIPT, 'paths', ctx.finalOf(c), ...c.dataDirs)} | ` +
-    ctx.inside(c.name, 'sh', '-c', `cd ${q(inContainer)} && owner=$(id -u ${q(c.owner)} >/dev/null 2>&1 && echo ${q(c.owner)} || echo ${q(c.ownerFallback)}); ` + 'while IFS= read -r f; do [ ! -e "$f" ] || [ "$(stat -c %U "$f")" = "$owner" ] || exit 1; done');
+  // Every pushed path with the numeric owner, group and mode of the host's final copy (ownership
+  // is the source's, never flattened).
+  const ownersMatch =
+    `${sh('sh', '-c', OWNERS_LISTING_SCRIPT, 'owners', ctx.finalOf(c), ...c.dataDirs)} | ` + ctx.inside(c.name, 'sh', '-c', CONTAINER_OWNERS_SCRIPT, 'check-owners', inContainer);
+  const shift = ph('idshift', c.name);
   return [
     s({ id: `data/${c.name}/final-sync`, title: `Final delta pull of ${c.name}'s data (source stopped)`, kind: 'run', command: rsyncPull(ctx, c), check: dataMoved(ctx, c), profile: 'transfer' }),
     s({
@@ -56,7 +61,7 @@ export function data(ctx: Ctx, c: ContainerPlan): Step[] {
       command: sh(
         'sh',
         '-c',
-        'mkdir -p "$2" && if [ -d "$3" ]; then rsync -a --delete "$1/" "$3/" && rm -rf "$1"; else mv "$1" "$3"; fi',
+        'mkdir -p "$2" && if [ -d "$3" ]; then rsync -aHAX --numeric-ids --delete "$1/" "$3/" && rm -rf "$1"; else mv "$1" "$3"; fi',
         'move',
         ctx.stagingOf(c),
         `${plan.data.tenantsRoot}/${plan.tenant}`,
@@ -73,26 +78,30 @@ export function data(ctx: Ctx, c: ContainerPlan): Step[] {
       profile: 'transfer',
     }),
     s({
-      id: `data/${c.name}/push`,
-      title: `Push the data into ${c.name}:${inContainer} (copied in, not a disk device)`,
+      id: `data/${c.name}/shift-ids`,
+      title: `Owners of ${c.name}'s final copy as the container sees them (source idmap shift ${shift} taken off)`,
       kind: 'run',
-      // The guide's `incus file push --recursive DIR/. C/opt/gbo/` nests DIR's name under /opt/gbo
-      // on Incus 6 (its "fix directory structure" step); a tar stream, its other method, does not.
-      command: `${ctx.inside(c.name, 'mkdir', '-p', inContainer)} && tar -C ${q(ctx.finalOf(c))} -cf - . | ${ctx.inside(c.name, 'tar', '-C', inContainer, '-xf', '-')}`,
-      check: containerMatches,
+      command: sh('bash', '-c', SHIFT_IDS_SCRIPT, 'shift-ids', ctx.finalOf(c), shift),
+      check: sh('bash', '-c', SHIFTED_CHECK_SCRIPT, 'shifted', ctx.finalOf(c), shift),
       profile: 'transfer',
     }),
     s({
-      id: `data/${c.name}/chown`,
-      title: `${inContainer} owned by ${c.owner}, else ${c.ownerFallback}`,
+      id: `data/${c.name}/push`,
+      title: `Push the data into ${c.name}:${inContainer} (copied in, not a disk device; numeric owners kept)`,
       kind: 'run',
-      command: ctx.inside(
-        c.name,
-        'sh',
-        '-c',
-        `chown -R ${c.owner}:${c.owner} ${inContainer} 2>/dev/null || chown -R ${c.ownerFallback}:${c.ownerFallback} ${inContainer}`,
-      ),
-      check: ownerCheck,
+      // The guide's `incus file push --recursive DIR/. C/opt/gbo/` nests DIR's name under /opt/gbo
+      // on Incus 6 (its "fix directory structure" step); a tar stream, its other method, does not.
+      // tar keeps hard links; --numeric-owner carries IDs, not names the container may map elsewhere.
+      command: `${ctx.inside(c.name, 'mkdir', '-p', inContainer)} && tar -C ${q(ctx.finalOf(c))} --numeric-owner -cf - . | ${ctx.inside(c.name, 'tar', '-C', inContainer, '--numeric-owner', '-xpf', '-')}`,
+      check: `${containerMatches} && ${ownersMatch}`,
+      profile: 'transfer',
+    }),
+    s({
+      id: `data/${c.name}/verify-owners`,
+      title: `Every pushed path in ${c.name} has the numeric owner, group and mode of the source`,
+      kind: 'run',
+      command: ownersMatch,
+      refuses: true,
       profile: 'transfer',
     }),
     s({

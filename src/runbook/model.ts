@@ -40,8 +40,12 @@ export type StepHost = 'source' | 'destination' | 'worker';
  * - `caddy-rewrite`, `zone-update`: read a file, rewrite it in the worker, write it back.
  * - `wait-dns`, `wait-cert`: durable polls until the world agrees.
  * - `vault-unseal`: the key comes from the worker's secret store over stdin, never the command.
+ * - `env-secret`: a `run` step whose value (`params.valueRef`) the worker resolves and hands to the
+ *   command and its check over stdin, never in the command, history, heartbeat or failure.
  * - `pin-host-key`: the source's host key as the worker pins it, written to the destination's
  *   known_hosts for the rsync pull (never learned from the network).
+ * - `resolve-address`: the worker resolves a host name of the plan once; the address is recorded
+ *   and used from then on (connections and commands).
  * - `verify-host-keys`: the worker connects to both hosts (host keys against known_hosts, login)
  *   and runs nothing; first, so a wrong key on either host stops the run before any command.
  */
@@ -56,8 +60,10 @@ export type StepKind =
   | 'wait-cert'
   | 'wait-window'
   | 'vault-unseal'
+  | 'env-secret'
   | 'pin-host-key'
-  | 'verify-host-keys';
+  | 'verify-host-keys'
+  | 'resolve-address';
 
 /** Activity option profiles: quick control-plane calls, long transfers, polls. */
 export type StepProfile = 'quick' | 'transfer' | 'poll';
@@ -73,6 +79,7 @@ export type CaptureKind =
   | 'digest'
   | 'cert'
   | 'pubkey'
+  | 'address'
   | 'vhost-count';
 
 export interface Step {
@@ -109,7 +116,12 @@ export interface Step {
   params?: Record<string, string | number | boolean | string[]>;
 }
 
-export type GateName = 'cutover' | 'cleanup';
+/**
+ * `cutover`: the matrix is green (or overridden) and the operator says go; `dns`: DNS hosted
+ * elsewhere, the operator changed the records at the provider; `cleanup`: the source may go.
+ */
+export type GateName = 'cutover' | 'dns' | 'cleanup';
+export const GATE_NAMES: readonly GateName[] = ['cutover', 'dns', 'cleanup'];
 
 export interface Phase {
   id: PhaseId;

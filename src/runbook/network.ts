@@ -2,7 +2,7 @@
  * NAT on the destination host: forwarding, DNAT per forwarded port, MASQUERADE, persisted rules and
  * their restore unit, the host firewall, probes through NAT, then no proxy devices.
  */
-import type { Plan } from '../plan/schema';
+import { probeOf, type Plan, type Probe } from '../plan/schema';
 import type { Step } from './model';
 import { context, dirname, step, type Ctx, type StepInit } from './commands';
 import { ipOf, q, sh } from './shell';
@@ -60,15 +60,17 @@ export function network(ctx: Ctx): Step[] {
   );
   steps.push(...firewall(ctx));
   for (const f of plan.portForwards) {
+    const probe = natProbeOf(plan, f);
+    const target = `${plan.destination.publicAddress}:${f.port}/${f.protocol}`;
     steps.push(
       step(ctx, {
         id: `network/tenant/nat-answers-${f.protocol}-${f.port}`,
         phase: 'network',
-        title: `${plan.destination.publicAddress}:${f.port}/${f.protocol} answers through NAT`,
+        title: probe.kind === 'none' ? `${target} through NAT: not probed (no probe declared for it)` : `${target} answers through NAT (${probe.kind} probe)`,
         host: 'worker',
         kind: 'probe',
-        command: `${f.protocol} ${plan.destination.publicAddress}:${f.port}`,
-        params: { protocol: f.protocol, address: plan.destination.publicAddress, port: f.port, zone: plan.dns.zone },
+        command: probe.kind === 'none' ? '' : sh(probe.kind, `${plan.destination.publicAddress}:${f.port}`),
+        params: { protocol: f.protocol, address: plan.destination.publicAddress, port: f.port, probe: probe.kind, probeSpec: JSON.stringify(probe) },
       }),
     );
   }
@@ -85,6 +87,18 @@ export function network(ctx: Ctx): Step[] {
     );
   }
   return steps;
+}
+
+/**
+ * The probe of a forwarded port: the one its container's service declares for that port (the
+ * forward's `containerPort`, else its port); a TCP connect for a TCP forward no service declares;
+ * none (reported as not probed, not failed) for a UDP forward no service declares.
+ */
+export function natProbeOf(plan: Plan, f: Plan['portForwards'][number]): Probe {
+  const port = f.containerPort ?? f.port;
+  const svc = plan.containers.find((c) => c.name === f.container)?.services.find((s) => s.protocol === f.protocol && s.ports.includes(port));
+  if (svc) return probeOf(svc);
+  return f.protocol === 'tcp' ? { kind: 'tcp' } : { kind: 'none' };
 }
 
 /**
@@ -147,6 +161,9 @@ export function networkCompensationSteps(plan: Plan): Step[] {
   ];
 }
 
+/** Text for inside a double-quoted systemd argument: escapes, `$` and `%` specifiers, no line breaks. */
+const systemdQuoted = (s: string) => s.replace(/[\\"]/g, '\\$&').replace(/\n/g, '\\n').replace(/\$/g, '$$$$').replace(/%/g, '%%');
+
 /** The guide's iptables-restore unit. */
 export function restoreUnit(rulesFile: string): string {
   return [
@@ -157,7 +174,7 @@ export function restoreUnit(rulesFile: string): string {
     'DefaultDependencies=no',
     '[Service]',
     'Type=oneshot',
-    `ExecStart=/bin/sh -c "/sbin/iptables-restore < ${rulesFile}"`,
+    `ExecStart=/bin/sh -c "${systemdQuoted(`/sbin/iptables-restore < ${q(rulesFile)}`)}"`,
     'RemainAfterExit=yes',
     '[Install]',
     'WantedBy=multi-user.target',

@@ -3,8 +3,8 @@
  * inventories, space, and the destination's key for the rsync pull.
  */
 import type { Step } from './model';
-import { OWNER_KEY, step, tcpProbe, type Ctx, type StepInit } from './commands';
-import { ph, q, sh } from './shell';
+import { hasData, OWNER_KEY, step, tcpProbe, type Ctx, type StepInit } from './commands';
+import { isIPv4, pinnedAddress, ph, q, sh } from './shell';
 
 /** Where the incus client keeps its certificate (INCUS_CONF, else ~/.config/incus), as the guide reads it. */
 const INCUS_CLIENT_CERT = '"${INCUS_CONF:-$HOME/.config/incus}/client.crt"';
@@ -13,11 +13,14 @@ export function preflight(ctx: Ctx): Step[] {
   const { plan } = ctx;
   const s = (init: Omit<StepInit, 'phase'>) => step(ctx, { phase: 'preflight', ...init });
   const remote = plan.source.remoteName;
-  const api = `https://${plan.source.apiAddress}:${plan.source.apiPort}`;
+  const apiAddress = pinnedAddress(plan.source.apiAddress, 'api');
+  const api = `https://${apiAddress}:${plan.source.apiPort}`;
   const srcUser = plan.hosts.source;
   // The login user's own file unless the plan names one; `$HOME` expands on the source host.
+  const withData = plan.containers.filter(hasData);
   const authorizedKeys = srcUser.authorizedKeys ? q(srcUser.authorizedKeys) : '"$HOME/.ssh/authorized_keys"';
   const steps: Step[] = [
+    ...resolveSteps(ctx),
     s({
       id: 'preflight/tenant/host-keys',
       title: 'The worker reaches both hosts: host keys pinned in known_hosts, logins accepted',
@@ -32,12 +35,12 @@ export function preflight(ctx: Ctx): Step[] {
       title: `LXD API listens on ${plan.source.apiAddress}:${plan.source.apiPort}`,
       host: 'source',
       kind: 'run',
-      command: `${ctx.lxc('config', 'set', 'core.https_address', `${plan.source.apiAddress}:${plan.source.apiPort}`)}`,
-      check: `test "$(${ctx.lxc('config', 'get', 'core.https_address')})" = ${q(`${plan.source.apiAddress}:${plan.source.apiPort}`)}`,
+      command: `${ctx.lxc('config', 'set', 'core.https_address', `${apiAddress}:${plan.source.apiPort}`)}`,
+      check: `test "$(${ctx.lxc('config', 'get', 'core.https_address')})" = ${q(`${apiAddress}:${plan.source.apiPort}`)}`,
     }),
     ...(['source', 'destination'] as const).map((host) =>
       s({
-        id: `preflight/tenant/${host}-open-8443`,
+        id: `preflight/tenant/${host}-open-${plan.source.apiPort}`,
         title: `Port ${plan.source.apiPort} accepted on the ${host} host`,
         host,
         kind: 'run',
@@ -50,7 +53,7 @@ export function preflight(ctx: Ctx): Step[] {
       title: `The destination reaches the LXD API at ${api}`,
       host: 'destination',
       kind: 'run',
-      command: tcpProbe(plan.source.apiAddress, plan.source.apiPort),
+      command: tcpProbe(apiAddress, plan.source.apiPort),
     }),
     s({
       id: 'preflight/tenant/client-certificate',
@@ -123,7 +126,10 @@ export function preflight(ctx: Ctx): Step[] {
       host: 'source',
       kind: 'capture',
       // printf, not print: mawk prints sums past 2^31 as `2.14832e+09`.
-      command: `du -sb ${plan.containers.map((c) => q(ctx.sourceDataOf(c))).join(' ')} | awk '{t+=$1} END {printf "%.0f\\n", t}'`,
+      // Stateless containers have no data folder; a tenant of only those has none to sum.
+      command: withData.length
+        ? `du -sb ${withData.map((c) => q(ctx.sourceDataOf(c))).join(' ')} | awk '{t+=$1} END {printf "%.0f\\n", t}'`
+        : 'echo 0',
       captureAs: { kind: 'bytes', key: 'bytes:source-data' },
     }),
     s({
@@ -169,10 +175,40 @@ export function preflight(ctx: Ctx): Step[] {
       title: 'The destination logs in to the source over SSH (host key pinned)',
       host: 'destination',
       kind: 'run',
-      command: `${ctx.sshToSource} ${q(`${srcUser.user}@${plan.hosts.source.address}`)} true`,
+      // `--`: a destination that starts with `-` is not an option (`-oProxyCommand=...`).
+      command: `${ctx.sshToSource} -- ${q(`${srcUser.user}@${pinnedAddress(plan.hosts.source.address, 'source')}`)} true`,
     }),
   ];
   return steps;
+}
+
+/**
+ * Host names in the plan, resolved by the worker once and recorded: every later connection and
+ * command uses the recorded address (`{{addr:<role>}}`), whatever DNS says later. The cutover
+ * itself changes DNS records; a name resolved again afterwards could aim cleanup at another host.
+ */
+function resolveSteps(ctx: Ctx): Step[] {
+  const { plan } = ctx;
+  const names: [string, string, string][] = [
+    ['source', plan.hosts.source.address, 'the source host'],
+    ['destination', plan.hosts.destination.address, 'the destination host'],
+    ['api', plan.source.apiAddress, "the source's LXD API"],
+  ];
+  return names
+    .filter(([, address]) => !isIPv4(address))
+    .map(([role, address, what]) =>
+      step(ctx, {
+        id: `preflight/tenant/resolve-${role}`,
+        phase: 'preflight',
+        title: `Resolve ${address} (${what}) once; every later step uses this address`,
+        host: 'worker',
+        kind: 'resolve-address',
+        command: sh('resolve', address), // the worker resolves it (IPv4); shown quoted like any command
+        captureAs: { kind: 'address', key: `addr:${role}` },
+        params: { name: address },
+        once: true,
+      }),
+    );
 }
 
 /** Appends each stdin line to a known_hosts file unless it is there already. */

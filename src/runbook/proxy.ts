@@ -8,6 +8,8 @@ import { ph, q } from './shell';
 
 export function proxy(ctx: Ctx): Step[] {
   const { plan } = ctx;
+  // A tenant without a reverse proxy of its own: nothing to rewrite.
+  if (!plan.caddy) return [];
   const { container, configPath, binary, storageRoot, minVhosts } = plan.caddy;
   const next = `${configPath}.new`;
   const s = (init: Omit<StepInit, 'phase' | 'host' | 'container'>) => step(ctx, { phase: 'proxy', host: 'destination', container, ...init });

@@ -4,7 +4,7 @@
  */
 import type { ContainerPlan } from '../plan/schema';
 import type { Step } from './model';
-import { step, type Ctx } from './commands';
+import { hasData, step, type Ctx } from './commands';
 import { MANIFEST_SCRIPT } from './scripts';
 import { sh } from './shell';
 
@@ -15,7 +15,7 @@ export function record(ctx: Ctx, c: ContainerPlan): Step[] {
       id: `record/${c.name}/instance`,
       phase: 'record',
       container: c.name,
-      title: `Record ${src}'s config and devices (expanded) before they change`,
+      title: `Record ${src}'s config, devices and idmap (expanded) before they change`,
       host: 'source',
       kind: 'capture',
       command: ctx.lxc('query', `/1.0/instances/${src}`),
@@ -26,7 +26,7 @@ export function record(ctx: Ctx, c: ContainerPlan): Step[] {
       id: `record/${c.name}/addresses`,
       phase: 'record',
       container: c.name,
-      title: `Record ${src}'s addresses (Caddy upstreams point at them)`,
+      title: `Record ${src}'s addresses (reverse-proxy upstreams may point at them)`,
       host: 'source',
       kind: 'capture',
       command: ctx.lxc('query', `/1.0/instances/${src}/state`),
@@ -59,17 +59,21 @@ export function stop(ctx: Ctx, c: ContainerPlan): Step[] {
       command: `for d in $(${ctx.lxc('config', 'device', 'list', src)}); do ${ctx.lxc('config', 'device', 'remove', src)} "$d" || exit 1; done`,
       check: `test -z "$(${ctx.lxc('config', 'device', 'list', src)})"`,
     }),
-    step(ctx, {
-      id: `stop/${c.name}/source-manifest`,
-      phase: 'stop',
-      container: c.name,
-      title: `Checksum ${ctx.sourceDataOf(c)} now that nothing writes to it`,
-      host: 'source',
-      kind: 'capture',
-      command: sh('sh', '-c', MANIFEST_SCRIPT, 'manifest', ctx.sourceDataOf(c), ...c.dataDirs),
-      captureAs: { kind: 'digest', key: `digest:${c.name}` },
-      once: true,
-      profile: 'transfer',
-    }),
+    ...(hasData(c)
+      ? [
+          step(ctx, {
+            id: `stop/${c.name}/source-manifest`,
+            phase: 'stop',
+            container: c.name,
+            title: `Checksum ${ctx.sourceDataOf(c)} now that nothing writes to it`,
+            host: 'source',
+            kind: 'capture',
+            command: sh('sh', '-c', MANIFEST_SCRIPT, 'manifest', ctx.sourceDataOf(c), ...c.dataDirs),
+            captureAs: { kind: 'digest', key: `digest:${c.name}` },
+            once: true,
+            profile: 'transfer',
+          }),
+        ]
+      : []),
   ];
 }

@@ -15,3 +15,18 @@ export function valuesFor(step: Step, values: Record<string, string>): Record<st
   const wantsAddresses = step.kind === 'caddy-rewrite';
   return Object.fromEntries(Object.entries(values).filter(([k]) => keys.has(k) || (wantsAddresses && /^(old)?ip:/.test(k))));
 }
+
+/**
+ * Values a capture yields besides its own: the recorded instance (`instance:<c>`) carries the
+ * source idmap shift its data needs taken off (`idshift:<c>`, see `parseInstance`).
+ */
+export function derivedValues(key: string, value: string): Record<string, string> {
+  const m = /^instance:(.+)$/.exec(key);
+  if (!m) return {};
+  try {
+    const shift = (JSON.parse(value) as { idShift?: unknown }).idShift;
+    return typeof shift === 'string' ? { [`idshift:${m[1]}`]: shift } : {};
+  } catch {
+    return {};
+  }
+}

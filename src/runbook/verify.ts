@@ -1,34 +1,32 @@
 /**
- * The verification matrix: every declared service port and required file of every container.
+ * The verification matrix: every declared service port, probed the way the plan declares it, and
+ * every required file of every container.
  */
+import { probeOf } from '../plan/schema';
 import type { Step } from './model';
-import { slug, step, tcpProbe, type Ctx } from './commands';
-import { ipOf } from './shell';
+import { probeCommand, slug, step, type Ctx } from './commands';
+import { ipOf, q } from './shell';
 
 export function verify(ctx: Ctx): Step[] {
   const { plan } = ctx;
   const steps: Step[] = [];
   for (const c of plan.containers) {
     for (const svc of c.services) {
+      const probe = probeOf(svc);
       for (const port of svc.ports) {
-        const base = { phase: 'verify' as const, container: c.name, params: { service: svc.name, port, protocol: svc.protocol, required: svc.required } };
+        const id = `verify/${c.name}/${slug(svc.name)}-${port}${svc.protocol === 'udp' ? '-udp' : ''}`;
+        const params = { service: svc.name, port, protocol: svc.protocol, required: svc.required, probe: probe.kind, probeSpec: JSON.stringify(probe) };
+        const title = `${c.name} × ${svc.name} × ${port}/${svc.protocol} (${probe.kind === 'none' ? 'not probed' : `${probe.kind} probe`})`;
         steps.push(
-          svc.protocol === 'tcp'
-            ? step(ctx, { ...base, id: `verify/${c.name}/${slug(svc.name)}-${port}`, title: `${c.name} × ${svc.name} × ${port}/tcp`, host: 'destination', kind: 'probe', command: tcpProbe(ipOf(c.name), port) })
-            : step(ctx, {
-                ...base,
-                id: `verify/${c.name}/${slug(svc.name)}-${port}-udp`,
-                title: `${c.name} × ${svc.name} × ${port}/udp`,
-                host: 'destination',
-                kind: 'probe',
-                // A DNS question for the zone's SOA: the only UDP service the guide runs.
-                command: ctx.inside(c.name, 'nslookup', '-type=soa', plan.dns.zone, '127.0.0.1'),
-              }),
+          probe.kind === 'none'
+            ? // Declared as not probed: in the matrix as such, never red.
+              step(ctx, { id, phase: 'verify', container: c.name, title, host: 'worker', kind: 'probe', command: '', params })
+            : step(ctx, { id, phase: 'verify', container: c.name, title, host: 'destination', kind: 'probe', command: probeCommand(ipOf(c.name), port, probe), params }),
         );
       }
     }
     for (const file of c.requiredFiles) {
-      const tests = [`test -e ${file.path}`, ...(file.executable ? [`test -x ${file.path}`] : []), ...(file.owner ? [`test "$(stat -c %U ${file.path})" = ${file.owner}`] : [])];
+      const tests = [`test -e ${q(file.path)}`, ...(file.executable ? [`test -x ${q(file.path)}`] : []), ...(file.owner ? [`test "$(stat -c %U ${q(file.path)})" = ${q(file.owner)}`] : [])];
       steps.push(
         step(ctx, {
           id: `verify/${c.name}/file-${slug(file.path)}`,

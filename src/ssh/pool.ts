@@ -13,7 +13,7 @@ import type { CommandExecutor, CommandGuard, CommandResult, HostTarget, RunOptio
 import { redact } from '../activities/output';
 import { FailureType } from '../errors';
 import { checkHostKey, fingerprint, keyTypeOf, parseKnownHosts, preferredHostKeyAlgorithms } from './known-hosts';
-import { describeSecretRef, expandFilePath, resolveSecretRef } from './secrets';
+import { describeSecretRef, expandFilePath, resolveSecretRef, secretPolicyFromEnv, WORKER_OWN_CONFIG, type SecretPolicy } from './secrets';
 
 export interface SshPoolOptions {
   /** SSH handshake and authentication deadline. Default 20 s. */
@@ -28,6 +28,8 @@ export interface SshPoolOptions {
   maxOutputChars?: number;
   /** known_hosts for targets that name none. Default `file:~/.ssh/known_hosts`. */
   defaultKnownHosts?: string;
+  /** What targets' key and known_hosts references may resolve to. Default: from the environment (GBO_SECRETS_DIRS, GBO_SECRETS_ENV_PREFIX). */
+  secrets?: SecretPolicy;
 }
 
 export interface SshPoolStats {
@@ -146,6 +148,7 @@ export class SshPool implements CommandExecutor {
       maxChannelsPerConnection: Math.max(1, options.maxChannelsPerConnection ?? 8),
       maxOutputChars: options.maxOutputChars ?? 8 * 1024 * 1024,
       defaultKnownHosts: options.defaultKnownHosts ?? 'file:~/.ssh/known_hosts',
+      secrets: options.secrets ?? secretPolicyFromEnv(),
     };
   }
 
@@ -237,21 +240,21 @@ export class SshPool implements CommandExecutor {
     const khRef = target.knownHosts ?? this.options.defaultKnownHosts;
     // The references are part of the identity: a connection verified against one known_hosts
     // must not serve a target that pins another.
-    const id = `${targetLabel(target)}|${target.sshKey}|${khRef}`;
+    const id = `${targetLabel(target)}|${target.hostKeyAlias ?? ''}|${target.sshKey}|${khRef}`;
     const existing = this.connections.get(id);
     if (existing && !existing.closed) return existing;
 
-    const secret = resolveSecretRef(target.sshKey);
+    const secret = resolveSecretRef(target.sshKey, this.options.secrets);
     // A missing default known_hosts vouches for nobody; a missing pinned one is a worker fault.
     const khText =
       target.knownHosts === undefined && !existsSync(expandFilePath(khRef))
         ? ''
-        : ((r) => ('value' in r ? r.value : ''))(resolveSecretRef(khRef));
+        : ((r) => ('value' in r ? r.value : ''))(resolveSecretRef(khRef, target.knownHosts === undefined ? WORKER_OWN_CONFIG : this.options.secrets));
     const entries = parseKnownHosts(khText);
 
     let refusal: string | undefined;
     const hostVerifier: SyncHostVerifier = (key) => {
-      const verdict = checkHostKey(entries, target.address, target.port, key);
+      const verdict = checkHostKey(entries, target.hostKeyAlias ?? target.address, target.port, key);
       if (verdict === 'match') return true;
       const why = {
         mismatch: 'does not match the key pinned in',
@@ -284,7 +287,7 @@ export class SshPool implements CommandExecutor {
       keepaliveCountMax: this.options.keepaliveCountMax,
       hostVerifier,
       algorithms: {
-        serverHostKey: preferredHostKeyAlgorithms(entries, target.address, target.port) as ServerHostKeyAlgorithm[],
+        serverHostKey: preferredHostKeyAlgorithms(entries, target.hostKeyAlias ?? target.address, target.port) as ServerHostKeyAlgorithm[],
       },
       ...('agent' in secret ? { agent: secret.agent } : { privateKey: secret.value }),
     };

@@ -10,7 +10,7 @@ import { compensationSteps, networkCompensationSteps } from '../runbook/build';
 import { CONTAINER_PHASES, type PhaseId, type Step } from '../runbook/model';
 import { hostCommand } from '../runbook/shell';
 import type { UndoFailure } from './messages';
-import { hostTargets, messageOf, runSteps, type StepLog } from './run-steps';
+import { hostTargets, pinnedHosts, messageOf, runSteps, type StepLog } from './run-steps';
 
 /** The undo steps for what the record says this run touched, last container first. */
 export function undoSteps(plan: Plan, log: StepLog): Step[] {
@@ -39,7 +39,7 @@ export function undoSteps(plan: Plan, log: StepLog): Step[] {
 /** Runs every undo step; returns those that failed, each with the command to finish it by hand. */
 export async function compensate(plan: Plan, log: StepLog): Promise<UndoFailure[]> {
   const failures: UndoFailure[] = [];
-  const hosts = hostTargets(plan);
+  const hosts = pinnedHosts(hostTargets(plan), log.values);
   for (const step of undoSteps(plan, log)) {
     try {
       await runSteps([step], { mode: 'live', hosts, log, onFailure: 'fail' });

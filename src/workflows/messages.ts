@@ -49,6 +49,10 @@ export interface MatrixEntry {
   port?: number;
   protocol?: string;
   path?: string;
+  /** How the port was probed (tcp, http, dns, udp); `none`: declared as not probed. */
+  probe?: string;
+  /** Declared as not probed: shown as such, never red. */
+  notProbed?: boolean;
   required: boolean;
   ok: boolean;
 }
@@ -73,6 +77,8 @@ export interface MigrationStatus {
   undoFailures: UndoFailure[];
   matrix: MatrixEntry[];
   approvals: Approval[];
+  /** The gate the migration waits at, and what it asks (the dns gate names the records to change). */
+  gate?: { name: GateName; title: string };
   /** Source stopped → services answering on the destination; so far if not over yet. */
   downtimeMs?: number;
   downtimeOver: boolean;

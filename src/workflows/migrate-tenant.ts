@@ -15,22 +15,21 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import type { Mode, StepOutcome } from '../activities/steps';
-import type { Plan } from '../plan/schema';
+import { PlanError } from '../plan/validate';
 import { buildRunbook } from '../runbook/build';
 import { phaseSteps, type GateName, type PhaseId, type Step } from '../runbook/model';
 import { compensate } from './compensation';
-import { TENANT_ATTR, type Approval, type MatrixEntry, type SkippedStep } from './messages';
+import { checkInput, type CheckedInput, type MigrateTenantInput } from './input';
+import { TENANT_ATTR, workflowIdOf, type Approval, type MatrixEntry, type SkippedStep } from './messages';
 import { migrateContainer } from './migrate-container';
 import { MigrationState } from './operator-state';
 import { msOf, runSteps, STEP_FAILED } from './run-steps';
 
-export interface MigrateTenantInput {
-  /** A validated plan (the client validates before starting; the workflow trusts its shape). */
-  plan: Plan;
-  mode: Mode;
-  /** `wait` (default): a failed step waits for an operator's retry or skip; `fail`: the run fails. */
-  onFailure?: 'wait' | 'fail';
-}
+export type { MigrateTenantInput } from './input';
+
+/** Failure types of a refused start: nothing ran, and retrying the same input cannot help. */
+export const INVALID_INPUT = 'InvalidPlan';
+export const WRONG_WORKFLOW_ID = 'WrongWorkflowId';
 
 export interface MigrationReport {
   tenant: string;
@@ -50,14 +49,51 @@ function stampOf(date: Date): string {
   return `${date.getUTCFullYear()}${p(date.getUTCMonth() + 1)}${p(date.getUTCDate())}${p(date.getUTCHours())}${p(date.getUTCMinutes())}`;
 }
 
+/**
+ * The input checked before anything else. A PlanError thrown in workflow code would fail the
+ * workflow task, which Temporal retries forever (the run hangs, nothing says why); a non-retryable
+ * ApplicationFailure ends the run at once with the problems in its message and its details.
+ */
+function admit(input: unknown): CheckedInput {
+  let checked: CheckedInput;
+  try {
+    checked = checkInput(input);
+  } catch (err) {
+    // Anything else is a bug in the check itself: the failing task waits for a fixed worker.
+    if (!(err instanceof PlanError)) throw err;
+    throw ApplicationFailure.create({
+      type: INVALID_INPUT,
+      nonRetryable: true,
+      message: `refused before any step: ${err.message}`,
+      details: [{ problems: err.problems }],
+    });
+  }
+  // One migration per tenant and mode: the server refuses a second run only under the same ID, so
+  // a run under any other ID (a typo in the Web UI's form, a script) would race the real one.
+  const expected = workflowIdOf(checked.plan.tenant, checked.mode);
+  const actual = workflowInfo().workflowId;
+  if (actual !== expected) {
+    throw ApplicationFailure.create({
+      type: WRONG_WORKFLOW_ID,
+      nonRetryable: true,
+      message:
+        `refused before any step: a ${checked.mode} migration of tenant ${checked.plan.tenant} must run under workflow ID "${expected}", ` +
+        `not "${actual}" (one migration per tenant at a time); start it again with workflow ID "${expected}"`,
+      details: [{ expected, actual }],
+    });
+  }
+  return checked;
+}
+
 export async function migrateTenant(input: MigrateTenantInput): Promise<MigrationReport> {
-  const { plan, mode } = input;
+  const checked = admit(input);
+  const { plan, mode } = checked;
   const runbook = buildRunbook(plan);
   const state = new MigrationState(plan, mode, runbook, { 'stamp:run': stampOf(workflowInfo().startTime) });
   state.installHandlers();
   const { log } = state;
   const byPhase = new Map<PhaseId, StepOutcome[]>();
-  const ctx = state.runContext(plan, mode, input.onFailure);
+  const ctx = state.runContext(plan, mode, checked.onFailure);
 
   const runPhase = async (id: PhaseId, steps: Step[] = phaseSteps(runbook, id)) => {
     state.enter(id);
@@ -75,13 +111,14 @@ export async function migrateTenant(input: MigrateTenantInput): Promise<Migratio
     if (state.redCells().length === 0) state.servicesAnsweringAt ??= Date.now();
   };
 
-  const gate = async (name: GateName) => {
+  const gate = async (name: GateName, title?: string) => {
     if (mode === 'dry-run') {
       state.approvals.push({ gate: name, by: 'dry-run', reason: 'dry run: gates pass without waiting', at: new Date().toISOString() });
       return;
     }
     // A plan may waive the human gate, never the matrix: a red matrix still needs a recorded override.
-    const waived = name === 'cutover' ? !plan.approvals.cutover && state.redCells().length === 0 : !plan.approvals.cleanup;
+    // The dns gate is never waived: only the operator knows the provider's records were changed.
+    const waived = name === 'cutover' ? !plan.approvals.cutover && state.redCells().length === 0 : name === 'cleanup' ? !plan.approvals.cleanup : false;
     if (waived) {
       state.approvals.push({ gate: name, by: 'plan', reason: `approvals.${name} is false in the plan`, at: new Date().toISOString() });
       return;
@@ -89,9 +126,10 @@ export async function migrateTenant(input: MigrateTenantInput): Promise<Migratio
     const approved = () => state.approvals.some((a) => a.gate === name);
     const deadline = Date.now() + msOf(plan.approvals.gateTimeout);
     state.atGate = name;
+    state.gateTitle = title;
     for (;;) {
       const left = Math.max(0, deadline - Date.now());
-      const woke = await state.waitFor(`approval of the ${name} gate`, () => approved() || state.reverifyPending, `${left}ms` as const);
+      const woke = await state.waitFor(`approval of the ${name} gate${title ? `: ${title}` : ''}`, () => approved() || state.reverifyPending, `${left}ms` as const);
       if (!woke) throw ApplicationFailure.nonRetryable(`no approval for the ${name} gate within ${plan.approvals.gateTimeout}`, 'GateTimeout');
       if (approved()) break;
       // An operator fixed something by hand and asked for the matrix again; the gate sees the new one.
@@ -100,6 +138,7 @@ export async function migrateTenant(input: MigrateTenantInput): Promise<Migratio
       state.reverifyPending = false;
     }
     state.atGate = undefined;
+    state.gateTitle = undefined;
   };
 
   /** One container's child: its failures wait inside it for the operator; its progress reaches `state` as it happens. */
@@ -172,7 +211,20 @@ export async function migrateTenant(input: MigrateTenantInput): Promise<Migratio
     }
     throw err;
   }
-  await runPhase('cutover', phaseSteps(runbook, 'cutover').filter((s) => s.kind !== 'gate'));
+  // The rest of the cutover; a gate among its steps (DNS hosted elsewhere: the records changed at
+  // the provider) waits for its approval where it stands.
+  let pending: Step[] = [];
+  for (const s of phaseSteps(runbook, 'cutover').filter((x) => x.gate !== 'cutover')) {
+    if (s.kind !== 'gate') {
+      pending.push(s);
+      continue;
+    }
+    await runPhase('cutover', pending);
+    pending = [];
+    state.enter('cutover');
+    await gate(s.gate ?? 'cutover', s.title);
+  }
+  await runPhase('cutover', pending);
 
   // 10. Certificates.
   await runPhase('certificates');
@@ -213,6 +265,8 @@ function matrixOf(steps: Step[], outcomes: StepOutcome[]): MatrixEntry[] {
       service: String(p.service ?? ''),
       ...(typeof p.port === 'number' ? { port: p.port, protocol: String(p.protocol) } : {}),
       ...(typeof p.path === 'string' ? { path: p.path } : {}),
+      ...(typeof p.probe === 'string' ? { probe: p.probe } : {}),
+      ...(p.probe === 'none' ? { notProbed: true } : {}),
       required: p.required !== false,
       ok: o?.ok === true,
     };
@@ -221,7 +275,8 @@ function matrixOf(steps: Step[], outcomes: StepOutcome[]): MatrixEntry[] {
 
 /** What a container's child needs of the record: the run's timestamp and that container's own values. */
 function valuesOf(container: string, values: Record<string, string>): Record<string, string> {
-  return Object.fromEntries(Object.entries(values).filter(([k]) => k === 'stamp:run' || k.endsWith(`:${container}`)));
+  // The recorded host addresses too: a child connects where the parent's preflight pinned them.
+  return Object.fromEntries(Object.entries(values).filter(([k]) => k === 'stamp:run' || k.startsWith('addr:') || k.endsWith(`:${container}`)));
 }
 
 /** Runs `f` over `items` with at most `limit` at once; after the first failure nothing new starts. */

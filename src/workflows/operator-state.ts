@@ -18,7 +18,7 @@ import {
 } from '@temporalio/workflow';
 import type { Mode } from '../activities/steps';
 import type { Plan } from '../plan/schema';
-import { allSteps, CONTAINER_PHASES, type GateName, type PhaseId, type Runbook, type Step } from '../runbook/model';
+import { allSteps, CONTAINER_PHASES, GATE_NAMES, type GateName, type PhaseId, type Runbook, type Step } from '../runbook/model';
 import {
   approveUpdate,
   childControlSignal,
@@ -40,6 +40,7 @@ import {
   type StepState,
   type UndoFailure,
 } from './messages';
+import { derivedValues } from '../runbook/values';
 import { hostTargets, newStepLog, type RunContext, type StepLog } from './run-steps';
 
 const now = () => new Date().toISOString();
@@ -122,7 +123,8 @@ export class ContainerControl extends StepControl {
     if (state === 'failed') u.failures = { ...u.failures, [step.id]: this.log.failures[step.id] ?? '' };
     if (state === 'skipped') u.skipped = this.log.skipped.filter((s) => s.id === step.id);
     if (step.captureAs && this.log.values[step.captureAs.key] !== undefined) {
-      u.values = { ...u.values, [step.captureAs.key]: this.log.values[step.captureAs.key]! };
+      const key = step.captureAs.key;
+      u.values = { ...u.values, [key]: this.log.values[key]!, ...derivedValues(key, this.log.values[key]!) };
     }
     if (state === 'running' || state === 'failed') await this.flush();
   };
@@ -147,6 +149,8 @@ export class MigrationState extends StepControl {
   phase: MigrationStatus['phase'] = 'preflight';
   /** The gate the migration waits at right now: approvals are only taken there. */
   atGate: GateName | undefined;
+  /** What that gate asks of the operator (the dns gate: the records to change at the provider). */
+  gateTitle: string | undefined;
   readonly approvals: Approval[] = [];
   readonly decisions: MigrationStatus['decisions'] = [];
   readonly reverifications: MigrationStatus['reverifications'] = [];
@@ -180,7 +184,7 @@ export class MigrationState extends StepControl {
   }
 
   redCells(): MatrixEntry[] {
-    return this.matrix.filter((m) => m.required && !m.ok);
+    return this.matrix.filter((m) => m.required && !m.ok && !m.notProbed);
   }
 
   /** Source stopped → services answering on the destination (so far, if not over yet). */
@@ -209,6 +213,7 @@ export class MigrationState extends StepControl {
       undoFailures: this.undoFailures,
       matrix: this.matrix,
       approvals: this.approvals,
+      ...(this.atGate ? { gate: { name: this.atGate, title: this.gateTitle ?? '' } } : {}),
       downtimeMs: this.downtimeMs(),
       downtimeOver: this.servicesAnsweringAt !== undefined,
     };
@@ -282,7 +287,9 @@ export class MigrationState extends StepControl {
       },
       {
         validator: ({ gate, by, reason, override }) => {
-          if (gate !== 'cutover' && gate !== 'cleanup') throw new Error(`gate: expected "cutover" or "cleanup", got ${JSON.stringify(gate)}`);
+          if (!GATE_NAMES.includes(gate)) throw new Error(`gate: expected ${GATE_NAMES.map((g) => `"${g}"`).join(', ')}, got ${JSON.stringify(gate)}`);
+          // override is for a red matrix, at the cutover gate only.
+          if (override && gate !== 'cutover') throw new Error(`override: only the cutover gate takes an override (of a red verification matrix), not the ${gate} gate`);
           required('by', by, 'who approves');
           required('reason', reason, 'a reason');
           if (this.approvals.some((a) => a.gate === gate)) throw new Error(`gate "${gate}" is already approved`);

@@ -10,7 +10,7 @@ import type { Mode, StepInput, StepOutcome } from '../activities/steps';
 import { NON_RETRYABLE } from '../errors';
 import type { HostRole, Plan } from '../plan/schema';
 import type { Step, StepProfile } from '../runbook/model';
-import { valuesFor } from '../runbook/values';
+import { derivedValues, valuesFor } from '../runbook/values';
 import type { Decision, SkippedStep, StepState } from './messages';
 
 const nonRetryableErrorTypes = [...NON_RETRYABLE];
@@ -74,6 +74,18 @@ export function hostTargets(plan: Plan): Record<HostRole, HostTarget> {
   };
 }
 
+/**
+ * The hosts as connections reach them: a host the plan names by a host name is reached at the
+ * address preflight recorded for it (`addr:<role>`), its key still checked under the name.
+ */
+export function pinnedHosts(hosts: Record<HostRole, HostTarget>, values: Record<string, string>): Record<HostRole, HostTarget> {
+  const pin = (t: HostTarget): HostTarget => {
+    const address = values[`addr:${t.role}`];
+    return address === undefined || address === t.address ? t : { ...t, address, hostKeyAlias: t.hostKeyAlias ?? t.address };
+  };
+  return { source: pin(hosts.source), destination: pin(hosts.destination) };
+}
+
 function pick(h: Plan['hosts']['source']): Omit<HostTarget, 'role'> {
   return { address: h.address, port: h.port, user: h.user, sshKey: h.sshKey, ...(h.knownHosts ? { knownHosts: h.knownHosts } : {}) };
 }
@@ -101,7 +113,7 @@ export interface RunContext {
 
 /** Executes one step by kind. Dry runs record every step through `runStep`. */
 async function execute(step: Step, ctx: RunContext): Promise<StepOutcome> {
-  const input: StepInput = { step, values: valuesFor(step, ctx.log.values), mode: ctx.mode, hosts: ctx.hosts };
+  const input: StepInput = { step, values: valuesFor(step, ctx.log.values), mode: ctx.mode, hosts: pinnedHosts(ctx.hosts, ctx.log.values) };
   const act = proxies[step.profile];
   if (ctx.mode === 'dry-run') return act.runStep(input);
   switch (step.kind) {
@@ -114,10 +126,14 @@ async function execute(step: Step, ctx: RunContext): Promise<StepOutcome> {
       return act.rewriteCaddy(input);
     case 'vault-unseal':
       return act.unsealVault(input);
+    case 'env-secret':
+      return act.writeSecretEnv(input);
     case 'pin-host-key':
       return act.pinSourceHostKey(input);
     case 'verify-host-keys':
       return act.verifyHostKeys(input);
+    case 'resolve-address':
+      return act.resolveAddress(input);
     case 'zone-update':
       return act.updateZone(input);
     case 'wait-dns':
@@ -181,7 +197,7 @@ export async function runSteps(steps: Step[], ctx: RunContext): Promise<void> {
       await set(step, 'running');
       try {
         const outcome = await execute(step, ctx);
-        if (outcome.captured) log.values[outcome.captured.key] = outcome.captured.value;
+        if (outcome.captured) Object.assign(log.values, { [outcome.captured.key]: outcome.captured.value }, derivedValues(outcome.captured.key, outcome.captured.value));
         const after = outcome.status === 'already-done' && ctx.skippedInChain?.length ? ctx.skippedInChain : undefined;
         log.outcomes.push(after ? { ...outcome, afterSkipped: [...after] } : outcome);
         delete log.failures[step.id];

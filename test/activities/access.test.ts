@@ -11,7 +11,7 @@ import type { StepInput } from '../../src/activities/common';
 import { DryRunExecutor, type HostTarget } from '../../src/activities/executor';
 import type { Step } from '../../src/runbook/model';
 import { SshPool } from '../../src/ssh/pool';
-import { keygen, sshdUnavailable, startSshd, type Sshd } from '../ssh/sshd';
+import { keygen, sshdUnavailable, startSshd, TEST_SECRETS, type Sshd } from '../ssh/sshd';
 import { inActivity } from './context';
 
 const unavailable = sshdUnavailable();
@@ -54,7 +54,7 @@ const logins = (d: Sshd) => (d.log().match(/Accepted publickey for /g) ?? []).le
     [source, destination] = await Promise.all([startSshd(), startSshd()]);
   });
   beforeEach(() => {
-    pool = new SshPool();
+    pool = new SshPool({ secrets: TEST_SECRETS });
   });
   afterEach(async () => {
     await pool.close();
@@ -101,5 +101,16 @@ const logins = (d: Sshd) => (d.log().match(/Accepted publickey for /g) ?? []).le
     const hosts = { source: targetOf('source', source, '/nonexistent'), destination: targetOf('destination', destination, '/nonexistent') };
     expect(await verify(hosts, 'dry-run')).toMatchObject({ status: 'recorded', command: step.command });
     expect([logins(source), logins(destination)]).toEqual(before);
+  });
+
+  it('reaches a host the plan names at its recorded address, checking its key under the name', async () => {
+    // known_hosts pins the key under a name that resolves nowhere: only the alias can match it.
+    const named = pinned(source, 'known_hosts.named', source.knownHostsLine.replace(/^\S+/, `[source.gbo-test.invalid]:${source.port}`));
+    const target = { ...targetOf('source', source, named), hostKeyAlias: 'source.gbo-test.invalid' };
+    const hosts = { source: target, destination: targetOf('destination', destination, pinned(destination, 'known_hosts')) };
+    expect(await verify(hosts)).toMatchObject({ status: 'done' });
+    // Without the alias the same key is looked up under 127.0.0.1, which known_hosts does not pin.
+    const { hostKeyAlias: _alias, ...unaliased } = target;
+    await expect(verify({ ...hosts, source: unaliased })).rejects.toMatchObject({ type: 'HostKeyMismatch' });
   });
 });

@@ -7,11 +7,12 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseCapture } from '../../src/activities/parse';
+import { parseCapture, parseInstance } from '../../src/activities/parse';
 import { loadPlan } from '../../src/plan/load';
 import { buildRunbook } from '../../src/runbook/build';
 import { allSteps } from '../../src/runbook/model';
-import { hostCommand } from '../../src/runbook/shell';
+import { fillPlaceholders, hostCommand } from '../../src/runbook/shell';
+import { derivedValues } from '../../src/runbook/values';
 
 const plan = loadPlan(join(__dirname, '..', '..', 'examples', 'pragmatismo.yaml'));
 
@@ -48,5 +49,36 @@ describe('a byte count', () => {
   it("is df's last word, digits only", () => {
     expect(parseCapture('bytes', '     Avail\n 98765432100\n')).toBe('98765432100');
     expect(() => parseCapture('bytes', 'du: cannot access')).toThrow(/expected a byte count/);
+  });
+});
+
+describe('the source idmap shift, from the recorded instance', () => {
+  const instance = (config: Record<string, string>, devices: Record<string, Record<string, string>> = {}) =>
+    JSON.stringify({ name: 'c', status: 'Running', config, expanded_config: config, devices, expanded_devices: { root: { type: 'disk', path: '/', pool: 'default' }, ...devices } });
+  const map = (uid: number, gid = uid) => JSON.stringify([{ Isuid: true, Isgid: false, Hostid: uid, Nsid: 0, Maprange: 1000000000 }, { Isuid: false, Isgid: true, Hostid: gid, Nsid: 0, Maprange: 1000000000 }]);
+
+  it('is the Hostid of uid/gid 0 for an unprivileged container', () => {
+    expect(parseInstance(instance({ 'volatile.idmap.current': map(1000000) })).idShift).toBe('1000000');
+    expect(parseInstance(instance({ 'volatile.last_state.idmap': map(100000) })).idShift).toBe('100000');
+    expect(parseInstance(instance({ 'volatile.idmap.current': JSON.stringify([{ Isuid: true, Isgid: true, Hostid: 165536, Nsid: 0, Maprange: 65536 }]) })).idShift).toBe('165536');
+  });
+
+  it('is 0 when privileged, with an empty idmap, or with a kernel-shifted data disk', () => {
+    expect(parseInstance(instance({ 'security.privileged': 'true', 'volatile.idmap.current': '[]' })).idShift).toBe('0');
+    expect(parseInstance(instance({ 'volatile.idmap.current': '[]' })).idShift).toBe('0');
+    expect(parseInstance(instance({ 'volatile.idmap.current': map(1000000) }, { gbo: { type: 'disk', source: '/opt/gbo/x', path: '/opt/gbo', shift: 'true' } })).idShift).toBe('0');
+  });
+
+  it('is absent without an idmap, and refused when uids and gids shift differently', () => {
+    expect(parseInstance(instance({})).idShift).toBeUndefined();
+    expect(() => parseInstance(instance({ 'volatile.idmap.current': map(1000000, 2000000) }))).toThrow(/only one shift for both/);
+  });
+
+  it('reaches the workflow as idshift:<container>, and nothing else does', () => {
+    const recorded = parseCapture('instance-json', instance({ 'volatile.idmap.current': map(1000000) }));
+    expect(derivedValues('instance:web', recorded)).toEqual({ 'idshift:web': '1000000' });
+    expect(derivedValues('oldip:web', '10.0.0.1')).toEqual({});
+    expect(fillPlaceholders('x {{idshift:web}}', { 'idshift:web': '1000000' })).toBe('x 1000000');
+    expect(() => fillPlaceholders('x {{idshift:web}}', { 'idshift:web': '1000000; reboot' })).toThrow(/not a valid idshift/);
   });
 });

@@ -21,6 +21,7 @@ import { buildRunbook, MANIFEST_SCRIPT } from '../../src/runbook/build';
 import { phaseSteps, type PhaseId } from '../../src/runbook/model';
 import { q } from '../../src/runbook/shell';
 import { SshPool } from '../../src/ssh/pool';
+import type { SecretPolicy } from '../../src/ssh/secrets';
 import { createWorker, resolveSecretValue } from '../../src/worker';
 import { approveUpdate, statusQuery, valuesQuery, type MigrationStatus } from '../../src/workflows/messages';
 import { hostTargets } from '../../src/workflows/run-steps';
@@ -30,6 +31,8 @@ import { httpGet, tcpConnect } from '../harness/net';
 
 const REPO = join(__dirname, '..', '..');
 const ROOT = process.env.GBO_LAB_ROOT ?? '/var/lib/gbo-lab';
+/** The lab plan's keys and known_hosts are file:$GBO_LAB_ROOT/ssh/...: the worker here resolves only those. */
+const LAB_SECRETS: SecretPolicy = { dirs: [join(ROOT, 'ssh')], envPrefix: 'GBO_' };
 const suite = rootSuite('the end-to-end lab migration');
 
 suite('migrating the lab tenant', () => {
@@ -96,8 +99,8 @@ suite('migrating the lab tenant', () => {
     native = await NativeConnection.connect({ address: process.env.TEMPORAL_TEST_ADDRESS! });
     connection = await Connection.connect({ address: process.env.TEMPORAL_TEST_ADDRESS! });
     client = new Client({ connection });
-    pool = new SshPool();
-    worker = await createWorker({ connection: native, taskQueue, deps: { live: pool } });
+    pool = new SshPool({ secrets: LAB_SECRETS });
+    worker = await createWorker({ connection: native, taskQueue, deps: { live: pool }, secrets: LAB_SECRETS });
     running = worker.run();
   }, 20 * 60_000);
 
@@ -171,7 +174,7 @@ suite('migrating the lab tenant', () => {
     // ones the migration rewrites on purpose (Caddy's upstreams, the service fixes' env files).
     const manifest = readFileSync(`${ROOT}/src/manifest.sha256`, 'utf8').split('\n').filter(Boolean);
     const rewritten = new Set([
-      `${plan.caddy.container}:${plan.caddy.configPath}`,
+      ...(plan.caddy ? [`${plan.caddy.container}:${plan.caddy.configPath}`] : []),
       ...plan.serviceFixes.flatMap((f) => (f.kind === 'env' ? [`${f.container}:${f.file}`] : [])),
     ]);
     for (const c of plan.containers) {
@@ -196,13 +199,13 @@ suite('migrating the lab tenant', () => {
     const snapshot = () => ({
       instances: dst('incus list --format csv -c n4s'),
       nat: dst('iptables-save -t nat | grep -v "^#"'),
-      caddy: dst(`incus exec ${plan.caddy.container} -- cat ${plan.caddy.configPath}`),
+      caddy: plan.caddy ? dst(`incus exec ${plan.caddy.container} -- cat ${plan.caddy.configPath}`) : '',
       // The data the steps act on (the final copies); inside the containers, services write as they run.
       data: plan.containers.map((c) => dst(`sh -c ${q(MANIFEST_SCRIPT)} manifest ${plan.data.tenantsRoot}/${plan.tenant}/${c.name} ${c.dataDirs.join(' ')}`)),
       source: sourceState(),
     });
     const before = snapshot();
-    const acts = createActivities({ dryRun: new DryRunExecutor(), live: pool, resolveSecret: resolveSecretValue });
+    const acts = createActivities({ dryRun: new DryRunExecutor(), live: pool, resolveSecret: (ref) => resolveSecretValue(ref, LAB_SECRETS) });
     const runbook = buildRunbook(plan);
     const hosts = hostTargets(plan);
     const rerun: Record<string, string> = {};

@@ -56,8 +56,8 @@ export interface FileCheck {
 /** Files the migration rewrites on purpose (Caddy's upstreams, env fixes, the zone at cutover): compared elsewhere, not here. */
 export function rewrittenFiles(plan: Plan): string[] {
   return [
-    `${plan.caddy.container}:${plan.caddy.configPath}`,
-    `${plan.dns.container}:${plan.dns.zoneFile}`,
+    ...(plan.caddy ? [`${plan.caddy.container}:${plan.caddy.configPath}`] : []),
+    ...(plan.dns.container ? [`${plan.dns.container}:${plan.dns.zoneFile}`] : []),
     ...plan.serviceFixes.flatMap((f) => (f.kind === 'env' ? [`${f.container}:${f.file}`] : [])),
   ];
 }

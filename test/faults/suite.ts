@@ -173,7 +173,8 @@ export async function runFaultSuite(o: FaultOptions): Promise<FaultReport> {
   const cli = execFileSync('bash', [join(o.repo, 'scripts', 'temporal-cli.sh')], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] }).trim();
   const server = new DevServer(cli, await freePort(), dir);
   const taskQueue = `faults-${seed}-${Date.now()}`;
-  const worker = new WorkerProcess(o.repo, dir, { TEMPORAL_ADDRESS: server.address, TEMPORAL_NAMESPACE: 'default', GBO_TASK_QUEUE: taskQueue });
+  // The worker resolves the lab plan's file:$GBO_LAB_ROOT/ssh/... references and nothing else.
+  const worker = new WorkerProcess(o.repo, dir, { TEMPORAL_ADDRESS: server.address, TEMPORAL_NAMESPACE: 'default', GBO_TASK_QUEUE: taskQueue, GBO_SECRETS_DIRS: join(labRoot, 'ssh') });
   const src = plan.hosts.source.address;
   restoreLink(src);
 

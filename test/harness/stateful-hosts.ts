@@ -17,12 +17,14 @@
  */
 import { CancelledFailure } from '@temporalio/common';
 import { createHash, generateKeyPairSync } from 'node:crypto';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { CommandExecutor, CommandResult, HostTarget, RunOptions } from '../../src/activities/executor';
 import { loadPlan } from '../../src/plan/load';
 import { sourceNameOf, type ContainerPlan, type HostRole, type Plan } from '../../src/plan/schema';
+import type { NetProbes } from '../../src/probe/probes';
 import type { DeviceMap } from '../../src/runbook/build';
 
 // ---- the test plan -------------------------------------------------------------------------------
@@ -57,6 +59,21 @@ export function testPlan(overrides: Partial<Plan> = {}): Plan {
   };
 }
 
+/**
+ * test/plans/shop.yaml: a second tenant unlike pragmatismo (no Caddy, DNS hosted elsewhere, a UDP
+ * service, renamed and stateless containers), with a unique tenant name and a worker known_hosts
+ * that pins its source. Its port forwards stay: the fake's `net()` answers the NAT probes.
+ */
+export function shopPlan(overrides: Partial<Plan> = {}): Plan {
+  const shop = loadPlan(join(__dirname, '..', 'plans', 'shop.yaml'));
+  return {
+    ...shop,
+    tenant: `shop${Date.now() % 100000}x${planSeq++}`,
+    hosts: { ...shop.hosts, source: { ...shop.hosts.source, knownHosts: `file:${knownHostsFor(shop.hosts.source.address)}` } },
+    ...overrides,
+  };
+}
+
 /** The plan's hosts as the workflow hands them to activities (`hostTargets` in src/workflows/run-steps.ts). */
 export function hostTargetsOf(plan: Plan): Record<HostRole, HostTarget> {
   const pick = (role: HostRole): HostTarget => {
@@ -78,9 +95,18 @@ export interface IptablesState {
   nat: Record<string, string[]>;
 }
 
+/** A file's numeric owner, group and mode (octal, as `stat -c %a` prints it). */
+export interface Meta {
+  uid: number;
+  gid: number;
+  mode: string;
+}
+
 /** What both hosts have: data folders (path → files), single files (path → text), iptables. */
 export interface HostFs {
   folders: Record<string, Files>;
+  /** Owner, group and mode of each folder's files (as stored on that host: shifted, on an unprivileged source). */
+  meta: Record<string, Record<string, Meta>>;
   files: Record<string, string>;
   iptables: IptablesState;
 }
@@ -105,7 +131,10 @@ export interface SourceState extends HostFs {
 
 export interface ContainerFile {
   content: string;
-  owner: string;
+  /** Numeric, as the container sees them. */
+  uid: number;
+  gid: number;
+  mode: string;
   /** Written since the push (its mtime differs from the pushed one): counted, not failed, by the check. */
   modified: boolean;
 }
@@ -121,7 +150,8 @@ export interface DestinationInstance {
   pollsUntilAddress: number;
   /** Files inside the container by absolute path (only what the migration puts there). */
   files: Record<string, ContainerFile>;
-  users: string[];
+  /** /etc/passwd: name → uid. */
+  users: Record<string, number>;
   /** Config each service last (re)loaded: `caddy`, `coredns`. */
   loaded: Record<string, string>;
   /** Left by an interrupted copy: its root disk is partial, so it does not start. */
@@ -149,6 +179,15 @@ export interface StatefulHostsOptions {
   addressAfterPolls?: number;
   /** Every command takes this long (abortable), so overlapping runs show in `peakConcurrency()`. */
   delayMs?: number;
+  /**
+   * Source containers that are unprivileged, with their idmap base (host uid = base + N). Default:
+   * every container the plan does not mark privileged, at 1000000 (the lab's).
+   */
+  idmapBase?: Record<string, number>;
+  /** Further files of a container's data, as the container sees them (owner, group, mode). */
+  extraFiles?: Record<string, { path: string; content: string; uid: number; gid: number; mode: string }[]>;
+  /** What a UDP service answers, by `container:port` (the probes' `expect` must be in it). */
+  udpReplies?: Record<string, string>;
 }
 
 export interface LogEntry {
@@ -415,6 +454,8 @@ interface Hung {
 const DEST_PUBKEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGdiby1taWdyYXRlIGZha2UgZGVzdGluYXRpb24ga2V5';
 const CLIENT_CERT = '-----BEGIN CERTIFICATE-----\nMIIBgboMigrateFakeDestinationClientCertificate\n-----END CERTIFICATE-----';
 const MISSING_INSTANCE = 'Error: Instance not found';
+/** /etc/passwd of the seeded containers. */
+const DEFAULT_USERS: Record<string, number> = { root: 0, 'www-data': 33, gbuser: 1000 };
 
 // ---- the fake --------------------------------------------------------------------------------------
 
@@ -431,6 +472,11 @@ export class StatefulHosts implements CommandExecutor {
   readonly withoutSudo: string[] = [];
   /** Hosts `connect()` was called for, in order. */
   readonly connections: HostRole[] = [];
+  /**
+   * What the tenant's authoritative DNS servers (hosted elsewhere) answer: absolute name → IPv4.
+   * Seeded with the source's address; a test changes it as an operator does at the provider.
+   */
+  readonly publicDns: Record<string, string> = {};
 
   private readonly table: Handler[];
   private readonly inside: InsideHandler[];
@@ -453,6 +499,7 @@ export class StatefulHosts implements CommandExecutor {
       instances: {},
       remotes: {},
       folders: {},
+      meta: {},
       files: {},
       iptables: {
         filter: { INPUT: ['-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT', '-p tcp -m tcp --dport 22 -j ACCEPT'], FORWARD: [], OUTPUT: [] },
@@ -461,6 +508,9 @@ export class StatefulHosts implements CommandExecutor {
       ipForward: '0',
       ufw: { active: false, allowed: [], routed: false },
     };
+    for (const r of plan.dns.records.filter((x) => x.type === 'A')) {
+      this.publicDns[r.name === '@' ? plan.dns.zone : `${r.name}.${plan.dns.zone}`] = plan.hosts.source.address;
+    }
     this.inside = this.insideHandlers();
     this.table = [...this.sourceHandlers(), ...this.sharedHandlers(), ...this.destinationHandlers(), ...this.networkHandlers(), ...this.wrappers()];
   }
@@ -504,6 +554,39 @@ export class StatefulHosts implements CommandExecutor {
       if (--f.times === 0) this.connectFaults.splice(i, 1);
       throw f.error;
     }
+  }
+
+  /**
+   * The worker's network as this fake sees it: probes of the destination's public address go
+   * through its DNAT rules to the container behind them; DNS questions to the plan's authoritative
+   * servers are answered from `publicDns`. Nothing reaches a real address.
+   */
+  net(): NetProbes {
+    const behind = (protocol: string, address: string, port: number): { i: DestinationInstance; port: string } | undefined => {
+      if (address !== this.plan.destination.publicAddress) return undefined;
+      const rule = (this.destination.iptables.nat.PREROUTING ?? []).find((r) => r.startsWith(`-d ${address}/32 -p ${protocol} -m ${protocol} --dport ${port} -j DNAT `));
+      const [ip, p = ''] = (/--to-destination (\S+)/.exec(rule ?? '')?.[1] ?? '').split(':');
+      const i = Object.values(this.destination.instances).find((x) => x.ip === ip && x.status === 'Running');
+      return i && !this.down.has(`${i.name}:${p}`) ? { i, port: p } : undefined;
+    };
+    const noAnswer = (error: string) => ({ ok: false, rcode: -1, answers: [], aa: false, error });
+    return {
+      tcpProbe: async (host, port) => (behind('tcp', host, port) ? { ok: true, ms: 1 } : { ok: false, ms: 1, error: 'ECONNREFUSED' }),
+      httpProbe: async (host, port) => (behind('tcp', host, port) ? { ok: true, reply: 'HTTP/1.1 200 OK' } : { ok: false, error: 'ECONNREFUSED' }),
+      udpProbe: async (host, port, _send, expect) => {
+        const b = behind('udp', host, port);
+        const reply = b ? this.options.udpReplies?.[`${b.i.name}:${b.port}`] : undefined;
+        return reply?.includes(expect) ? { ok: true, reply } : { ok: false, error: 'no reply after 3000 ms' };
+      },
+      dnsQuery: async (server, port, name, type) => {
+        if (this.plan.dns.authoritativeServers.includes(server) && port === 53) {
+          const a = this.publicDns[name.replace(/\.$/, '')];
+          return { ok: true, rcode: 0, aa: true, answers: a && type === 'A' ? [{ name: `${name}.`, type: 'A', ttl: 300, data: a }] : [] };
+        }
+        return behind('udp', server, port) ? { ok: true, rcode: 0, aa: true, answers: [] } : noAnswer('timeout after 3000 ms');
+      },
+      tlsCertificate: async () => ({ ok: false, error: 'no certificates in the fake' }),
+    };
   }
 
   // ---- faults -------------------------------------------------------------------------------------
@@ -750,28 +833,41 @@ export class StatefulHosts implements CommandExecutor {
     const { plan } = this;
     const containers: Record<string, SourceContainer> = {};
     const folders: Record<string, Files> = {};
+    const meta: Record<string, Record<string, Meta>> = {};
     const address = (i: number) => `10.16.164.${10 + i}`;
     plan.containers.forEach((c, i) => {
       const name = sourceNameOf(plan, c);
       // The guide's LXD containers mount their data from the host; the proxy also has proxy devices.
       const devices: DeviceMap = { gbo: { type: 'disk', source: this.sourceDataOf(c), path: plan.data.containerPath } };
-      if (c.name === plan.caddy.container) {
+      if (c.name === plan.caddy?.container) {
         devices.http = { type: 'proxy', listen: 'tcp:0.0.0.0:80', connect: 'tcp:127.0.0.1:80' };
         devices.https = { type: 'proxy', listen: 'tcp:0.0.0.0:443', connect: 'tcp:127.0.0.1:443' };
       }
-      const config = {
+      const base = this.idmapBaseOf(c);
+      const idmap = base ? JSON.stringify([true, false].map((uid) => ({ Isuid: uid, Isgid: !uid, Hostid: base, Nsid: 0, Maprange: 1000000000 }))) : '[]';
+      const config: Record<string, string> = {
         'image.os': 'Debian',
         'image.release': 'bookworm',
+        ...(base ? {} : { 'security.privileged': 'true' }),
         'volatile.base_image': createHash('sha256').update(name).digest('hex'),
         'volatile.eth0.hwaddr': `00:16:3e:00:00:${(10 + i).toString(16).padStart(2, '0')}`,
+        'volatile.idmap.current': idmap,
         'volatile.last_state.power': 'RUNNING',
       };
       containers[name] = { name, status: 'Running', devices, config, address: address(i) };
     });
-    plan.containers.forEach((c) => (folders[this.sourceDataOf(c)] = this.seedData(c, plan.containers.map((x, i) => ({ c: x, ip: address(i) })))));
+    // Stateless containers have no data folder on the source.
+    plan.containers.filter((c) => c.dataDirs.length > 0).forEach((c) => {
+      const seeded = this.seedData(c, plan.containers.map((x, i) => ({ c: x, ip: address(i) })));
+      folders[this.sourceDataOf(c)] = Object.fromEntries(Object.entries(seeded).map(([p, f]) => [p, f.content]));
+      // Stored on the host as the source's idmap shifts them.
+      const base = this.idmapBaseOf(c);
+      meta[this.sourceDataOf(c)] = Object.fromEntries(Object.entries(seeded).map(([p, f]) => [p, { uid: f.uid + base, gid: f.gid + base, mode: f.mode }]));
+    });
     return {
       containers,
       folders,
+      meta,
       files: {},
       iptables: { filter: { INPUT: [], FORWARD: [], OUTPUT: [] }, nat: { PREROUTING: [], INPUT: [], OUTPUT: [], POSTROUTING: [] } },
       httpsAddress: '',
@@ -779,26 +875,38 @@ export class StatefulHosts implements CommandExecutor {
     };
   }
 
-  /** A container's data folder: a file per data dir, plus the Caddyfile, the zone and required files where they belong. */
-  private seedData(c: ContainerPlan, all: { c: ContainerPlan; ip: string }[]): Files {
+  /** The idmap base of a source container (0: privileged, no shift). */
+  idmapBaseOf(c: ContainerPlan): number {
+    const set = this.options.idmapBase;
+    if (set) return set[c.name] ?? 0;
+    return c.privileged ? 0 : 1000000;
+  }
+
+  /**
+   * A container's data folder, as the container sees it: a file per data dir, plus the Caddyfile,
+   * the zone, required files and the test's extra files where they belong.
+   */
+  private seedData(c: ContainerPlan, all: { c: ContainerPlan; ip: string }[]): Record<string, { content: string; uid: number; gid: number; mode: string }> {
     const { plan } = this;
-    const files: Files = {};
-    for (const d of c.dataDirs) files[`${d}/${c.name}-${d}.txt`] = `${c.name} ${d}\n`;
-    const rel = (p: string) => (p.startsWith(`${plan.data.containerPath}/`) ? p.slice(plan.data.containerPath.length + 1) : undefined);
-    const caddyPath = rel(plan.caddy.configPath);
-    if (c.name === plan.caddy.container && caddyPath) {
+    const files: Record<string, { content: string; uid: number; gid: number; mode: string }> = {};
+    const root = (content: string) => ({ content, uid: 0, gid: 0, mode: '644' });
+    for (const d of c.dataDirs) files[`${d}/${c.name}-${d}.txt`] = root(`${c.name} ${d}\n`);
+    const dataPath = c.dataPath ?? plan.data.containerPath;
+    const rel = (p: string) => (p.startsWith(`${dataPath}/`) ? p.slice(dataPath.length + 1) : undefined);
+    const caddyPath = plan.caddy ? rel(plan.caddy.configPath) : undefined;
+    if (plan.caddy && c.name === plan.caddy.container && caddyPath) {
       const sites = Array.from({ length: this.options.vhosts ?? plan.caddy.minVhosts }, (_, i) => {
         const up = all[i % all.length] as { c: ContainerPlan; ip: string };
         const port = up.c.services.flatMap((s) => s.ports)[0] ?? 80;
         return `site${i}.${plan.dns.zone} {\n\treverse_proxy ${up.ip}:${port}\n}\n`;
       });
-      files[caddyPath] = `{\n\tstorage file_system {\n\t\troot ${plan.caddy.storageRoot}\n\t}\n}\n\n${sites.join('\n')}`;
+      files[caddyPath] = root(`{\n\tstorage file_system {\n\t\troot ${plan.caddy.storageRoot}\n\t}\n}\n\n${sites.join('\n')}`);
     }
-    const zonePath = rel(plan.dns.zoneFile);
+    const zonePath = plan.dns.zoneFile ? rel(plan.dns.zoneFile) : undefined;
     if (c.name === plan.dns.container && zonePath) {
       const z = plan.dns.zone;
       const old = plan.hosts.source.address;
-      files[zonePath] = [
+      files[zonePath] = root([
         `$ORIGIN ${z}.`,
         '$TTL 3600',
         `@\tIN\tSOA\tns1.${z}. hostmaster.${z}. (`,
@@ -814,12 +922,15 @@ export class StatefulHosts implements CommandExecutor {
         `ns2\tIN\tA\t${old}`,
         `*\tIN\tA\t${old}`,
         '',
-      ].join('\n');
+      ].join('\n'));
     }
     for (const f of c.requiredFiles) {
       const p = rel(f.path);
-      if (p) files[p] = `required ${f.path}\n`;
+      // Owned at the source by the user the plan requires (gbuser is 1000 in the seeded containers).
+      const uid = f.owner ? (DEFAULT_USERS[f.owner] ?? 0) : 0;
+      if (p) files[p] = { content: `required ${f.path}\n`, uid, gid: uid, mode: f.executable ? '755' : '644' };
     }
+    for (const f of this.options.extraFiles?.[c.name] ?? []) files[f.path] = { content: f.content, uid: f.uid, gid: f.gid, mode: f.mode };
     return files;
   }
 
@@ -1069,7 +1180,7 @@ export class StatefulHosts implements CommandExecutor {
         run: ({ host, m: [, paths = ''] }) => {
           const fs = this.fs(host);
           for (const p of words(paths)) {
-            for (const store of [fs.folders, fs.files]) {
+            for (const store of [fs.folders, fs.files, fs.meta] as Record<string, unknown>[]) {
               for (const k of Object.keys(store).filter((k) => k === p || k.startsWith(`${p}/`))) {
                 delete store[k];
                 this.effect(host, `rm -rf ${k}`);
@@ -1369,9 +1480,24 @@ export class StatefulHosts implements CommandExecutor {
         },
       },
       {
+        name: 'a service answers its declared probe (dns, udp, http over bash /dev/udp, /dev/tcp)',
+        on: 'destination',
+        query: true,
+        re: /^timeout 5 bash -c '[^']*' (dns|udp|http)-probe ([\d.]+) (\d+)((?: (?:'[^']*'|\S+))*)$/,
+        run: ({ m: [, kind = '', ip = '', port = '', rest = ''] }) => {
+          const i = Object.values(dst.instances).find((x) => x.ip === ip);
+          if (i?.status !== 'Running') return fail('bash: connect: No route to host', 124);
+          if (this.down.has(`${i.name}:${port}`)) return fail(kind === 'http' ? `bash: connect: Connection refused` : 'no reply', 124);
+          if (kind !== 'udp') return ok();
+          const [, expect = ''] = words(rest);
+          const reply = this.options.udpReplies?.[`${i.name}:${port}`];
+          return reply?.includes(expect) ? ok() : fail('no reply containing the expected text', 124);
+        },
+      },
+      {
         name: 'pull the data (rsync into staging)',
         on: 'destination',
-        re: rx(/^mkdir -p <path> && rsync -az --partial --delete --numeric-ids --info=progress2 -e ('[^']*') (\S+)@([^:\s]+):<path>\/ <1>\/$/),
+        re: rx(/^mkdir -p <path> && rsync -aHAX --numeric-ids -z --partial --delete --info=progress2 -e ('[^']*') (\S+)@([^:\s]+):<path>\/ <1>\/$/),
         run: (x) => this.pull(x, false),
         half: (x) => void this.pull(x, true),
       },
@@ -1390,7 +1516,9 @@ export class StatefulHosts implements CommandExecutor {
           const files = dst.folders[staging];
           if (!files) return dst.folders[final] ? fail(`rsync: [sender] change_dir "${staging}" failed: No such file or directory (2)`, 23) : fail(`mv: cannot stat '${staging}': No such file or directory`);
           dst.folders[final] = files;
+          dst.meta[final] = dst.meta[staging] ?? {};
           delete dst.folders[staging];
+          delete dst.meta[staging];
           this.effect('destination', `move ${staging} → ${final}`);
           return ok();
         },
@@ -1398,9 +1526,19 @@ export class StatefulHosts implements CommandExecutor {
       {
         name: 'push the data into the container (tar)',
         on: 'destination',
-        re: rx(/^incus exec <name> -- mkdir -p <path> && tar -C <path> -cf - \. \| incus exec <1> -- tar -C <2> -xf -$/),
+        re: rx(/^incus exec <name> -- mkdir -p <path> && tar -C <path> --numeric-owner -cf - \. \| incus exec <1> -- tar -C <2> --numeric-owner -xpf -$/),
         run: (x) => this.push(x, false),
         half: (x) => void this.push(x, true),
+      },
+      {
+        name: "the push's check: the content check && the owners check",
+        on: 'destination',
+        query: true,
+        re: /^(sh -c '[^']*' listing [^|]+ \| incus exec \S+ -- sh -c '[^']*' check \S+) && (sh -c '[^']*' owners [^|]+ \| incus exec \S+ -- sh -c '[^']*' check-owners \S+)$/,
+        run: ({ host, m: [, content = '', owners = ''] }) => {
+          const a = this.query(host, content) ?? this.refuse(host, content);
+          return a.exitCode !== 0 ? a : (this.query(host, owners) ?? this.refuse(host, owners));
+        },
       },
       {
         name: 'every pushed file is in the container (listing | check)',
@@ -1410,19 +1548,52 @@ export class StatefulHosts implements CommandExecutor {
         run: ({ m: [, final = '', dirs = '', name = '', into = ''] }) => this.withRunning(name, (i) => this.checkPushed(i, final, words(dirs), into)),
       },
       {
-        name: 'the pushed files have their owner (paths | check)',
+        name: 'shift the final copy to the container view (shift-ids)',
+        on: 'destination',
+        re: rx(/^bash -c '[^']*' shift-ids <path> (\d+)$/),
+        run: ({ m: [, final = '', base = ''] }) => {
+          const b = Number(base);
+          const meta = dst.meta[final];
+          if (!dst.folders[final] || !meta) return fail(`bash: line 1: cd: ${final}: No such file or directory`);
+          let n = 0;
+          for (const m of Object.values(meta)) {
+            if (b === 0 || (m.uid < b && m.gid < b)) continue;
+            if (m.uid >= b) m.uid -= b;
+            if (m.gid >= b) m.gid -= b;
+            n++;
+          }
+          if (n) this.effect('destination', `shift ${n} file(s) of ${final} by -${b}`);
+          return ok();
+        },
+      },
+      {
+        name: 'no file of the final copy is shifted (shift-ids check)',
         on: 'destination',
         query: true,
-        re: rx(/^sh -c '[^']*' paths <path>((?: \S+)*) \| incus exec <name> -- sh -c 'cd <path> && owner=\$\(id -u (\S+) >\/dev\/null 2>&1 && echo \S+ \|\| echo (\S+)\); while IFS= read -r f; do [^']*'$/),
-        run: ({ m: [, final = '', dirs = '', name = '', into = '', owner = '', fallback = ''] }) =>
+        re: rx(/^bash -c '[^']*' shifted <path> (\d+)$/),
+        run: ({ m: [, final = '', base = ''] }) => {
+          const b = Number(base);
+          return b === 0 || Object.values(dst.meta[final] ?? {}).every((m) => m.uid < b && m.gid < b) ? ok() : fail('');
+        },
+      },
+      {
+        name: 'every pushed file has the numeric owner and mode of the final copy (owners | check-owners)',
+        on: 'destination',
+        query: true,
+        re: rx(/^sh -c '[^']*' owners <path>((?: \S+)*) \| incus exec <name> -- sh -c '[^']*' check-owners <path>$/),
+        run: ({ m: [, final = '', dirs = '', name = '', into = ''] }) =>
           this.withRunning(name, (i) => {
-            const want = i.users.includes(owner) ? owner : fallback;
-            const files = dst.folders[final] ?? {};
-            const wrong = underDirs(files, words(dirs)).filter((p) => {
+            const files = dst.folders[final];
+            if (!files) return fail(`sh: 1: cd: can't cd to ${final}`, 1, 'owners ok=0 bad=0 of \n');
+            const meta = dst.meta[final] ?? {};
+            const paths = underDirs(files, words(dirs));
+            const bad = paths.filter((p) => {
               const f = i.files[`${into}/${p}`];
-              return f !== undefined && f.owner !== want;
+              const m = meta[p];
+              return !f || !m || f.uid !== m.uid || f.gid !== m.gid || f.mode !== m.mode;
             });
-            return wrong.length === 0 ? ok() : fail('');
+            const out = `owners ok=${paths.length - bad.length} bad=${bad.length} of ${paths.length}\n`;
+            return bad.length === 0 ? ok(out) : { exitCode: 1, stdout: out, stderr: lines(bad.map((p) => `owner or mode differs: ${p}`)) };
           }),
       },
       {
@@ -1468,7 +1639,7 @@ export class StatefulHosts implements CommandExecutor {
       config: { ...nonVolatile(s.config), 'volatile.uuid': createHash('sha256').update(`${name}${this.effects.length}`).digest('hex').slice(0, 32) },
       pollsUntilAddress: 0,
       files: {},
-      users: ['root', this.plan.containers.find((c) => c.name === name)?.owner ?? 'gbuser'],
+      users: { ...DEFAULT_USERS },
       loaded: {},
     };
     this.effect('destination', `copy ${remote}:${src} → ${name} (pool ${pool})`);
@@ -1508,9 +1679,15 @@ export class StatefulHosts implements CommandExecutor {
     if (!files) return fail(`rsync: [sender] change_dir "${from}" failed: No such file or directory (2)`, 23);
     const paths = Object.keys(files).sort();
     const copied = Object.fromEntries((half ? paths.slice(0, Math.ceil(paths.length / 2)) : paths).map((p) => [p, files[p] as string]));
+    // --numeric-ids: the owners as the source host stores them (shifted, for an unprivileged source).
+    const srcMeta = this.source.meta[from] ?? {};
+    const meta = Object.fromEntries(Object.keys(copied).map((p) => [p, { ...(srcMeta[p] ?? { uid: 0, gid: 0, mode: '644' }) }]));
     // --delete: staging becomes exactly the source (or half of it, mid-transfer).
-    if (JSON.stringify(this.destination.folders[staging]) !== JSON.stringify(copied)) this.effect('destination', `rsync ${from}/ → ${staging}/${half ? ' (half)' : ''}`);
+    if (JSON.stringify(this.destination.folders[staging]) !== JSON.stringify(copied) || JSON.stringify(this.destination.meta[staging]) !== JSON.stringify(meta)) {
+      this.effect('destination', `rsync ${from}/ → ${staging}/${half ? ' (half)' : ''}`);
+    }
     this.destination.folders[staging] = copied;
+    this.destination.meta[staging] = meta;
     return ok(`${this.duOf(from) ?? 0} 100%  10.00MB/s    0:00:01 (xfr#${paths.length}, to-chk=0/${paths.length})\n`);
   }
 
@@ -1523,9 +1700,11 @@ export class StatefulHosts implements CommandExecutor {
       for (const p of half ? paths.slice(0, Math.ceil(paths.length / 2)) : paths) {
         const target = `${into}/${p}`;
         const was = i.files[target];
-        if (!was || was.content !== files[p] || was.owner !== 'root' || was.modified) changed++;
-        // tar keeps the source's mtime and (as root) its numeric owner: root here until the chown step.
-        i.files[target] = { content: files[p] as string, owner: 'root', modified: false };
+        // tar keeps the mtime, the numeric owner and group (--numeric-owner) and the mode (-p, as root).
+        const m = this.destination.meta[final]?.[p] ?? { uid: 0, gid: 0, mode: '644' };
+        const now = { content: files[p] as string, uid: m.uid, gid: m.gid, mode: m.mode, modified: false };
+        if (JSON.stringify(was) !== JSON.stringify(now)) changed++;
+        i.files[target] = now;
       }
       if (changed) this.effect('destination', `push ${changed} file(s) into ${name}:${into}${half ? ' (half)' : ''}`);
       return ok();
@@ -1570,10 +1749,11 @@ export class StatefulHosts implements CommandExecutor {
   }
 
   private insideHandlers(): InsideHandler[] {
-    const write = (i: DestinationInstance, path: string, content: string, owner: string) => {
+    // Written over a copy of the live file: owner, group and mode stay as they were.
+    const write = (i: DestinationInstance, path: string, content: string, like: ContainerFile) => {
       const was = i.files[path];
-      if (was?.content === content && was.owner === owner) return;
-      i.files[path] = { content, owner, modified: true };
+      if (was?.content === content && was.uid === like.uid && was.gid === like.gid && was.mode === like.mode) return;
+      i.files[path] = { content, uid: like.uid, gid: like.gid, mode: like.mode, modified: true };
       this.effect('destination', `write ${i.name}:${path}`);
     };
     const noFile = (p: string) => fail(`cat: ${p}: No such file or directory`);
@@ -1640,12 +1820,39 @@ export class StatefulHosts implements CommandExecutor {
       { name: 'test ! -e', query: true, re: rx(/^test ! -e <path>$/), run: (i, [, p = '']) => (i.files[p] ? fail('') : ok()) },
       { name: 'cat', query: true, re: rx(/^cat <path>$/), run: (i, [, p = '']) => (i.files[p] ? ok(i.files[p]?.content) : noFile(p)) },
       {
+        // The service fixes' file edits (src/runbook/fix-scripts.ts): the real script, run by /bin/sh
+        // on a copy of the container's file, so the fake agrees with the container by construction.
+        name: 'service fix file edit (gbo-fix)',
+        re: /^sh -c '([^']*)' gbo-fix ([\s\S]*)$/,
+        run: (i, [, script = '', rest = ''], { stdin }) => {
+          const [prog = '', mode = '', path = '', ...assignments] = words(rest);
+          const f = i.files[path];
+          if (!f) return fail(`gbo: ${path}: no such file in the container; nothing changed`, 2);
+          const dir = mkdtempSync(join(tmpdir(), 'gbo-fix-'));
+          const copy = join(dir, 'file');
+          writeFileSync(copy, f.content);
+          const r = spawnSync('/bin/sh', ['-c', script, 'gbo-fix', prog, mode, copy, ...assignments], { input: stdin ?? '', encoding: 'utf8' });
+          const after = readFileSync(copy, 'utf8');
+          rmSync(dir, { recursive: true, force: true });
+          if (mode === 'apply' && after !== f.content) write(i, path, after, f);
+          return { exitCode: r.status ?? 1, stdout: r.stdout.split(copy).join(path), stderr: r.stderr.split(copy).join(path) };
+        },
+      },
+      {
+        name: 'systemctl daemon-reload / restart',
+        re: /^systemctl (daemon-reload|restart \S+)$/,
+        run: (i, [, what = '']) => {
+          this.effect('destination', `systemctl ${what} in ${i.name}`);
+          return ok();
+        },
+      },
+      {
         name: 'write the new Caddyfile next to the live one (stdin)',
         re: rx(/^sh -c 'cp -p "\$2" "\$1" && cat > "\$1"' write <path> <path>$/),
         run: (i, [, next = '', live = ''], { stdin = '' }) => {
           const f = i.files[live];
           if (!f) return fail(`cp: cannot stat '${live}': No such file or directory`);
-          write(i, next, stdin, f.owner);
+          write(i, next, stdin, f);
           return ok();
         },
       },
@@ -1655,7 +1862,7 @@ export class StatefulHosts implements CommandExecutor {
         run: (i, [, p = ''], { stdin = '' }) => {
           const f = i.files[p];
           if (!f) return fail(`cp: cannot stat '${p}': No such file or directory`);
-          write(i, p, stdin, f.owner);
+          write(i, p, stdin, f);
           return ok();
         },
       },
@@ -1663,31 +1870,9 @@ export class StatefulHosts implements CommandExecutor {
         name: 'reload the DNS server (pkill -HUP)',
         re: /^pkill -HUP (\S+)$/,
         run: (i) => {
-          const zone = i.files[this.plan.dns.zoneFile]?.content ?? '';
+          const zone = this.plan.dns.zoneFile ? (i.files[this.plan.dns.zoneFile]?.content ?? '') : '';
           if (i.loaded.coredns !== zone) this.effect('destination', `reload the DNS server in ${i.name}`);
           i.loaded.coredns = zone;
-          return ok();
-        },
-      },
-      {
-        name: 'nslookup SOA',
-        query: true,
-        re: /^nslookup -type=soa (\S+) 127\.0\.0\.1$/,
-        run: (i, [, zone = '']) => (i.files[this.plan.dns.zoneFile] && !this.down.has(`${i.name}:53`) ? ok(`Server:\t\t127.0.0.1\nAddress:\t127.0.0.1#53\n\n${zone}\n\torigin = ns1.${zone}\n`) : fail(`** server can't find ${zone}: REFUSED`)),
-      },
-      {
-        name: 'chown the pushed data (owner, else fallback)',
-        re: rx(/^sh -c 'chown -R (\S+):\S+ <path> 2>\/dev\/null \|\| chown -R (\S+):\S+ <2>'$/),
-        run: (i, [, owner = '', path = '', fallback = '']) => {
-          const who = i.users.includes(owner) ? owner : fallback;
-          let n = 0;
-          for (const [p, f] of Object.entries(i.files)) {
-            if ((p === path || p.startsWith(`${path}/`)) && f.owner !== who) {
-              f.owner = who;
-              n++;
-            }
-          }
-          if (n) this.effect('destination', `chown ${who} ${n} file(s) in ${i.name}:${path}`);
           return ok();
         },
       },
@@ -1702,7 +1887,8 @@ export class StatefulHosts implements CommandExecutor {
             if (exists) {
               if (!i.files[exists[1] as string]) return fail('');
             } else if (owner) {
-              if (i.files[owner[1] as string]?.owner !== owner[2]) return fail('');
+              const uid = i.users[owner[2] as string];
+              if (uid === undefined || i.files[owner[1] as string]?.uid !== uid) return fail('');
             } else return this.refuse('destination', `incus exec ${i.name} -- sh -c '${tests}'`);
           }
           return ok();

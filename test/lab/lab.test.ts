@@ -293,7 +293,7 @@ if (!isRoot && !inCI) {
         for (const h of r.match?.flatMap((m) => m.host ?? []) ?? []) if (dial) upstreamOf.set(h, dial);
       }
     }
-    expect(upstreamOf.size).toBeGreaterThanOrEqual(plan.caddy.minVhosts);
+    expect(upstreamOf.size).toBeGreaterThanOrEqual(plan.caddy!.minVhosts);
     expect(JSON.stringify(adapted)).toContain('/opt/gbo/data/caddy');
     const nameOf = new Map([...ipOf].map(([n, ip]) => [ip, n]));
     const failures: string[] = [];

@@ -380,3 +380,27 @@ describe('tlsCertificate against a loopback TLS server', () => {
     expect(c).toMatchObject({ ok: false, error: expect.stringMatching(/ECONNREFUSED/) });
   });
 });
+
+describe('udpProbe and httpProbe (the NAT probes the plan declares)', () => {
+  it('a UDP reply must contain the expected text; an HTTP status 1xx–4xx answers, 5xx does not', async () => {
+    const dgramMod = await import('node:dgram');
+    const httpMod = await import('node:http');
+    const { udpProbe: udp, httpProbe: http } = await import('../../src/probe/probes');
+    const sock = dgramMod.createSocket('udp4');
+    sock.on('message', (m, r) => sock.send(Buffer.from(`PONG ${m.toString()}`), r.port, r.address));
+    await new Promise<void>((res) => sock.bind(0, '127.0.0.1', () => res()));
+    const server = httpMod.createServer((req, res) => res.writeHead(req.url === '/ok' ? 404 : 502).end());
+    await new Promise<void>((res) => server.listen(0, '127.0.0.1', () => res()));
+    try {
+      const up = (sock.address() as { port: number }).port;
+      const hp = (server.address() as { port: number }).port;
+      expect(await udp('127.0.0.1', up, 'PING', 'PONG PING', 2000)).toMatchObject({ ok: true, reply: 'PONG PING' });
+      expect(await udp('127.0.0.1', up, 'PING', 'NOPE', 2000)).toMatchObject({ ok: false, error: expect.stringContaining('does not contain') });
+      expect(await http('127.0.0.1', hp, '/ok', 2000)).toMatchObject({ ok: true, reply: expect.stringMatching(/^HTTP\/1\.[01] 404/) });
+      expect(await http('127.0.0.1', hp, '/bad', 2000)).toMatchObject({ ok: false });
+    } finally {
+      sock.close();
+      server.close();
+    }
+  });
+});

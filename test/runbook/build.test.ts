@@ -24,6 +24,7 @@ const sample: Record<string, string> = {
   'stamp:run': '202603221750',
   ...Object.fromEntries(plan.containers.map((c, i) => [`ip:${c.name}`, `10.107.115.${10 + i}`])),
   ...Object.fromEntries(plan.containers.map((c) => [`digest:${c.name}`, `files=12 sha256=${'a'.repeat(64)}`])),
+  ...Object.fromEntries(plan.containers.map((c) => [`idshift:${c.name}`, c.privileged ? '0' : '1000000'])),
 };
 
 describe('the runbook for pragmatismo', () => {
@@ -62,10 +63,13 @@ describe('the runbook for pragmatismo', () => {
     expect(indexOf('record/proxy/instance')).toBeLessThan(indexOf('stop/proxy/stop'));
     expect(indexOf('stop/proxy/stop')).toBeLessThan(indexOf('stop/proxy/remove-devices'));
     expect(indexOf('stop/proxy/remove-devices')).toBeLessThan(indexOf('copy/proxy/copy'));
-    expect(cmd('presync/proxy/rsync')).toContain('rsync -az --partial --delete --numeric-ids --info=progress2');
+    expect(cmd('presync/proxy/rsync')).toContain('rsync -aHAX --numeric-ids -z --partial --delete --info=progress2');
     expect(cmd('presync/proxy/rsync')).toContain('root@82.29.59.188:/opt/gbo/proxy/ /home/administrator/gbo/proxy/');
-    expect(cmd('data/system/push')).toContain('tar -C /opt/gbo/tenants/pragmatismo/system -cf - . | incus exec system -- tar -C /opt/gbo -xf -');
-    expect(cmd('data/system/chown')).toContain('chown -R gbuser:gbuser /opt/gbo 2>/dev/null || chown -R root:root /opt/gbo');
+    expect(cmd('data/system/push')).toContain('tar -C /opt/gbo/tenants/pragmatismo/system --numeric-owner -cf - . | incus exec system -- tar -C /opt/gbo --numeric-owner -xpf -');
+    // Ownership is the source's: no chown; the IDs are shifted to the container's view before the push.
+    expect(steps.some((s) => s.id.endsWith('/chown'))).toBe(false);
+    expect(indexOf('data/system/shift-ids')).toBeLessThan(indexOf('data/system/push'));
+    expect(cmd('data/system/shift-ids')).toContain(' shift-ids /opt/gbo/tenants/pragmatismo/system {{idshift:system}}');
   });
 
   it('forwards every port of the NAT table with check-before-add, then masquerades the bridge', () => {

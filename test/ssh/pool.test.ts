@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import type { HostTarget } from '../../src/activities/executor';
 import { SshPool } from '../../src/ssh/pool';
-import { fingerprintOf, freePort, keygen, sshdUnavailable, startSshd, type Sshd } from './sshd';
+import { fingerprintOf, freePort, keygen, sshdUnavailable, startSshd, TEST_SECRETS, type Sshd } from './sshd';
 
 const unavailable = sshdUnavailable();
 const inCI = process.env.CI === 'true';
@@ -66,7 +66,7 @@ async function waitFor(what: string, done: () => boolean, ms = 5000): Promise<vo
   const bin = mkdtempSync(path.join(tmpdir(), 'gbo-bin-'));
   const pools: SshPool[] = [];
   const newPool = (...args: ConstructorParameters<typeof SshPool>) => {
-    const p = new SshPool(...args);
+    const p = new SshPool({ secrets: TEST_SECRETS, ...args[0] });
     pools.push(p);
     return p;
   };

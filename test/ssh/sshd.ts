@@ -7,6 +7,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import * as net from 'node:net';
 import { tmpdir, userInfo } from 'node:os';
 import * as path from 'node:path';
+import type { SecretPolicy } from '../../src/ssh/secrets';
 
 export const SSHD = '/usr/sbin/sshd';
 
@@ -133,3 +134,9 @@ export async function startSshd(options: { env?: Record<string, string> } = {}):
     },
   };
 }
+
+/**
+ * What a worker in these tests may resolve: the sshd fixtures' keys and known_hosts live in
+ * mkdtemp directories under tmpdir(), and env: keys are GBO_TEST_* variables.
+ */
+export const TEST_SECRETS: SecretPolicy = { dirs: [tmpdir()], envPrefix: 'GBO_TEST_' };

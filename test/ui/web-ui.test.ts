@@ -4,14 +4,15 @@
  * Chromium comes from Debian's packages (scripts/test.sh installs it as root): without it the test
  * is skipped, and under CI=true that is a failure.
  */
-import { Client, Connection } from '@temporalio/client';
+import { ApplicationFailure, Client, Connection } from '@temporalio/client';
 import { NativeConnection } from '@temporalio/worker';
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { chromium, type Browser } from 'playwright-core';
+import { chromium, type Browser, type Page } from 'playwright-core';
 import { startMigration } from '../../src/client';
-import { loadPlan } from '../../src/plan/load';
+import { loadPlan, parsePlan, PlanError } from '../../src/plan/load';
 import { createWorker } from '../../src/worker';
+import { workflowIdOf } from '../../src/workflows/messages';
 import { quietRuntime } from '../harness/quiet-runtime';
 import { startTestServer, type TestServer } from '../harness/temporal-server';
 
@@ -27,6 +28,13 @@ if (!haveBrowser) {
     test.skip(`the Web UI test needs ${CHROMIUM} (apt-get install chromium): skipped`, () => undefined);
   }
 }
+
+const root = join(__dirname, '..', '..');
+const exampleText = readFileSync(join(root, 'examples', 'pragmatismo.yaml'), 'utf8');
+const screenshot = (page: Page, name: string) => {
+  mkdirSync(join(root, '.data'), { recursive: true });
+  return page.screenshot({ path: join(root, '.data', name), fullPage: true });
+};
 
 (haveBrowser ? describe : describe.skip)('the Temporal Web UI', () => {
   let server: TestServer;
@@ -70,5 +78,113 @@ if (!haveBrowser) {
     const row = await page.locator('body').innerText();
     expect(row).toContain('migrateTenant');
     expect(row).toMatch(/completed/i);
+  }, 180_000);
+
+  /**
+   * The UI's own "Start Workflow" form, as an operator fills it in: ID, task queue, type, and the
+   * plan file pasted as planYaml into the input editor (CodeMirror; `fill` types into it as a paste
+   * would, without the editor's bracket auto-closing). Returns once the UI says it started.
+   */
+  async function startFromUi(page: Page, form: { workflowId: string; taskQueue: string; input: string }): Promise<void> {
+    await page.goto(`${server.uiUrl}/namespaces/default/workflows`, { waitUntil: 'domcontentloaded' });
+    // The list's own button, not a deep link: this is how an operator gets to the form.
+    await page.getByRole('link', { name: 'Start Workflow' }).first().click();
+    await page.locator('#workflowId').waitFor({ timeout: 30_000 });
+    await page.locator('#workflowId').fill(form.workflowId);
+    await page.locator('#taskQueue').fill(form.taskQueue);
+    await page.locator('#workflowType').fill('migrateTenant');
+    const editor = page.locator('.cm-content').first();
+    await editor.fill(form.input);
+    // What the editor holds is what the server will get: a mangled paste would fail the test here, not later.
+    expect(JSON.parse(await editor.innerText())).toEqual(JSON.parse(form.input));
+    await page.getByTestId('start-workflow-button').click();
+    await page.getByRole('link', { name: 'Workflow started successfully' }).waitFor({ timeout: 30_000 });
+  }
+
+  /** Opens a workflow's page in the UI (its latest run) and waits for `text` to show. */
+  async function openWorkflow(page: Page, client: Client, workflowId: string, text: string | RegExp): Promise<string> {
+    const { runId } = await client.workflow.getHandle(workflowId).describe();
+    await page.goto(`${server.uiUrl}/namespaces/default/workflows/${encodeURIComponent(workflowId)}/${runId}/history`, { waitUntil: 'domcontentloaded' });
+    await page.getByText(text).first().waitFor({ timeout: 60_000 });
+    return page.locator('body').innerText();
+  }
+
+  test('a migration started from the UI\'s Start Workflow form with the plan file as planYaml completes (dry run)', async () => {
+    const tenant = `uistart${Date.now() % 100000}`;
+    const workflowId = workflowIdOf(tenant, 'dry-run');
+    const input = JSON.stringify({ planYaml: exampleText.replace(/^tenant: pragmatismo$/m, `tenant: ${tenant}`), mode: 'dry-run' });
+    const native = await NativeConnection.connect({ address: server.address });
+    const connection = await Connection.connect({ address: server.address });
+    const client = new Client({ connection });
+    const taskQueue = `ui-start-${Date.now()}`;
+    const worker = await createWorker({ connection: native, taskQueue });
+    const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
+    try {
+      const report = await worker.runUntil(async () => {
+        await startFromUi(page, { workflowId, taskQueue, input });
+        await screenshot(page, 'web-ui-start-form.png');
+        return client.workflow.getHandle(workflowId).result();
+      });
+      expect(report).toMatchObject({ tenant, mode: 'dry-run' });
+      const started = (await client.workflow.getHandle(workflowId).fetchHistory()).events?.[0]?.workflowExecutionStartedEventAttributes;
+      expect(started?.taskQueue?.name).toBe(taskQueue);
+      // Newest event first: the history has loaded once its closing event shows.
+      const body = await openWorkflow(page, client, workflowId, 'Workflow Execution Completed');
+      expect(body).toContain('COMPLETED');
+      await screenshot(page, 'web-ui-started-from-form.png');
+      expect(body).toContain(workflowId);
+      expect(body).toContain('migrateTenant');
+    } finally {
+      await page.close();
+      await connection.close();
+      await native.close();
+    }
+  }, 180_000);
+
+  test('a broken plan started from the UI fails at once, its problems (path, value, expected) in the UI\'s failure view', async () => {
+    const tenant = `uibad${Date.now() % 100000}`;
+    const workflowId = workflowIdOf(tenant, 'dry-run');
+    const yaml = exampleText.replace(/^tenant: pragmatismo$/m, `tenant: ${tenant}`).replace('name: alm-ci', 'name: "alm ci; reboot"').replace('bridgeSubnet: 10.107.115.0/24', 'bridgeSubnet: 10.107.115.0/33');
+    // What `gbo-migrate validate` prints for this file, problem by problem.
+    const expected = (() => {
+      try {
+        parsePlan(yaml);
+      } catch (err) {
+        if (err instanceof PlanError) return err.problems;
+      }
+      throw new Error('the broken plan validated');
+    })();
+    const native = await NativeConnection.connect({ address: server.address });
+    const connection = await Connection.connect({ address: server.address });
+    const client = new Client({ connection });
+    const taskQueue = `ui-bad-${Date.now()}`;
+    const worker = await createWorker({ connection: native, taskQueue });
+    const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
+    try {
+      const failure = await worker.runUntil(async () => {
+        await startFromUi(page, { workflowId, taskQueue, input: JSON.stringify({ planYaml: yaml, mode: 'dry-run' }) });
+        return client.workflow.getHandle(workflowId).result().then(() => undefined, (e: Error) => e.cause as ApplicationFailure | undefined);
+      });
+      expect(failure).toBeInstanceOf(ApplicationFailure);
+      expect(failure).toMatchObject({ type: 'InvalidPlan', nonRetryable: true });
+      const history = (await client.workflow.getHandle(workflowId).fetchHistory()).events ?? [];
+      expect(history.filter((e) => e.activityTaskScheduledEventAttributes || e.startChildWorkflowExecutionInitiatedEventAttributes || e.workflowTaskFailedEventAttributes)).toEqual([]);
+
+      // The failure view: the run marked failed, and its failed event opened shows the message
+      // line by line (the "Call Stack" panel renders it unescaped), as `validate` prints it.
+      await openWorkflow(page, client, workflowId, 'Workflow Execution Failed');
+      await page.getByText('Workflow Execution Failed').first().click();
+      await page.getByText('Call Stack').first().waitFor({ timeout: 30_000 });
+      const body = await page.locator('body').innerText();
+      await screenshot(page, 'web-ui-invalid-plan.png');
+      expect(body).toContain('FAILED');
+      expect(body).toContain('refused before any step: planYaml: invalid plan');
+      expect(expected.length).toBeGreaterThanOrEqual(2);
+      for (const p of expected) expect(body).toContain(`  - ${p.path}: got ${p.value}, expected ${p.expected}\n`);
+    } finally {
+      await page.close();
+      await connection.close();
+      await native.close();
+    }
   }, 180_000);
 });

@@ -13,7 +13,8 @@ import { rewriteUpstreams } from '../../src/proxy/caddy';
 import { buildRunbook, compensationSteps, networkCompensationSteps } from '../../src/runbook/build';
 import { CONTAINER_PHASES, phaseSteps, stepsOf, type PhaseId, type Step } from '../../src/runbook/model';
 import { hostCommand } from '../../src/runbook/shell';
-import { hostTargetsOf, StatefulHosts, testPlan } from '../harness/stateful-hosts';
+import { derivedValues } from '../../src/runbook/values';
+import { hostTargetsOf, shopPlan, StatefulHosts, testPlan } from '../harness/stateful-hosts';
 
 type Outcome = 'done' | 'already-done' | 'skipped';
 
@@ -74,7 +75,8 @@ async function walkStep(hosts: StatefulHosts, plan: Plan, step: Step, values: Re
       const r = await must(step.host, step.command, step.sudo);
       if (step.captureAs) {
         const value = parseCapture(step.captureAs.kind, r.stdout);
-        values[step.captureAs.key] = value;
+        // As the workflow: the recorded instance also yields its idmap shift (idshift:<c>).
+        Object.assign(values, { [step.captureAs.key]: value }, derivedValues(step.captureAs.key, value));
         // As checkCapture: a name taken on the destination must be this migration's own.
         for (const name of ((p.mustNotContain as string[]) ?? []).filter((n) => value.split(',').includes(n))) {
           expect((await must(step.host, `incus config get ${name} ${String(p.ownerKey)}`, step.sudo)).stdout.trim()).toBe(String(p.tenant));
@@ -128,7 +130,11 @@ test('the whole runbook against hosts that keep state; then every check passes a
   const first = await walk(hosts, plan, steps, values);
   expect(hosts.unscripted).toEqual([]);
   expect(hosts.withoutSudo).toEqual([]);
-  expect(Object.entries(first).filter(([, o]) => o === 'already-done')).toEqual([]);
+  // Only the privileged source's: its copy brings security.privileged along, and its data has no idmap shift to take off.
+  expect(Object.entries(first).filter(([, o]) => o === 'already-done')).toEqual([
+    ['copy/system/privileged', 'already-done'],
+    ['data/system/shift-ids', 'already-done'],
+  ]);
 
   // The state the runbook says it leaves.
   const src = hosts.sourceSnapshot();
@@ -147,10 +153,10 @@ test('the whole runbook against hosts that keep state; then every check passes a
   expect(dst.iptables.filter[0]).toBe('-A INPUT -i lo -j ACCEPT');
   expect(dst.ipForward).toBe('1');
   // The Caddyfile points at the new addresses only; the zone at the destination.
-  const caddy = hosts.destination.instances[plan.caddy.container]?.files[plan.caddy.configPath]?.content ?? '';
+  const caddy = hosts.destination.instances[plan.caddy!.container]?.files[plan.caddy!.configPath]?.content ?? '';
   for (const c of plan.containers) expect(caddy).not.toContain(`${values[`oldip:${c.name}`]}:`);
   expect(caddy).toContain(`${values['ip:tables']}:5432`);
-  expect(hosts.destination.instances[plan.dns.container]?.files[plan.dns.zoneFile]?.content).toMatch(new RegExp(`^ns1\\s.*A\\s+${plan.destination.publicAddress.replace(/\./g, '\\.')}`, 'm'));
+  expect(hosts.destination.instances[plan.dns.container!]?.files[plan.dns.zoneFile!]?.content).toMatch(new RegExp(`^ns1\\s.*A\\s+${plan.destination.publicAddress.replace(/\./g, '\\.')}`, 'm'));
 
   // Idempotency: every check now passes, and a second pass runs no command a check guards.
   expect(await failingChecks(hosts, plan, steps, values)).toEqual([]);
@@ -359,9 +365,9 @@ test('a copy interrupted halfway leaves an unmarked instance; the copy step dele
   // Halfway through a pull, staging holds half the files; the next pull completes it.
   const [rsync] = tables('presync') as [Step];
   await hosts.run(hostTargetsOf(plan).destination, hostCommand('rm -rf --one-file-system /home/administrator/gbo/tables', {}, true));
-  hosts.hang(/rsync -az/, { halfDone: true });
+  hosts.hang(/rsync -aHAX/, { halfDone: true });
   const pulling = hosts.run(hostTargetsOf(plan).destination, hostCommand(rsync.command, values, rsync.sudo));
-  await hosts.whenRunning(/rsync -az/);
+  await hosts.whenRunning(/rsync -aHAX/);
   const half = Object.keys(hosts.destination.folders['/home/administrator/gbo/tables'] ?? {}).length;
   hosts.release();
   expect((await pulling).exitCode).toBe(0);
@@ -412,4 +418,43 @@ test('port forwards: one DNAT rule per port, replaced when the address changes; 
   expect(hosts.destinationSnapshot().iptables.nat).toEqual([`-A POSTROUTING -s ${plan.destination.bridgeSubnet} ! -d ${plan.destination.bridgeSubnet} -j MASQUERADE`]);
   expect(hosts.destination.files[plan.destination.iptablesRulesFile]).not.toContain('DNAT');
   expect(hosts.unscripted).toEqual([]);
+});
+
+test('owners and modes arrive as the source has them, from an unprivileged (shifted) and a privileged source', async () => {
+  const several = [
+    { path: 'html/index.html', content: 'root\n', uid: 0, gid: 0, mode: '644' },
+    { path: 'html/app.php', content: 'www\n', uid: 33, gid: 33, mode: '640' },
+    { path: 'uploads/a.png', content: 'user\n', uid: 1000, gid: 1000, mode: '600' },
+    { path: 'uploads/run.sh', content: 'other\n', uid: 1001, gid: 100, mode: '4755' },
+  ];
+  const world = several.map((f) => ({ ...f, path: f.path.replace(/^html\//, 'worlds/').replace(/^uploads\//, 'config/') }));
+  const plan = shopPlan();
+  // web: unprivileged at base 1000000 (host uid = 1000000 + N); game: privileged (host uid = N).
+  const hosts = new StatefulHosts(plan, { idmapBase: { web: 1000000, db: 1000000 }, extraFiles: { web: several, game: world } });
+  const src = hosts.source.meta[hosts.sourceDataOf(plan.containers.find((c) => c.name === 'web')!)];
+  expect(src?.['uploads/run.sh']).toEqual({ uid: 1001001, gid: 1000100, mode: '4755' });
+  const values: Record<string, string> = { ...STAMP };
+  await walk(hosts, plan, ordered(plan, 'data'), values);
+  expect(values).toMatchObject({ 'idshift:web': '1000000', 'idshift:db': '1000000', 'idshift:game': '0', 'idshift:cache': '0' });
+  for (const [name, files, into] of [['web', several, '/srv/www'], ['game', world, '/srv/app']] as const) {
+    const inside = hosts.destination.instances[name]!.files;
+    for (const f of files) expect([name, f.path, inside[`${into}/${f.path}`]]).toMatchObject([name, f.path, { uid: f.uid, gid: f.gid, mode: f.mode, content: f.content }]);
+  }
+  // The stateless container got no data; the checks hold, and a second pass changes nothing.
+  expect(Object.keys(hosts.destination.instances.cache!.files)).toEqual([]);
+  expect(await failingChecks(hosts, plan, ordered(plan, 'data'), values)).toEqual([]);
+  const effects = hosts.effects.length;
+  await walk(hosts, plan, ordered(plan, 'data'), values);
+  expect(hosts.effects.slice(effects)).toEqual([]);
+
+  // Without shift-ids the container would see the host's shifted IDs (1001001), and the shift-ids
+  // check says so: that step is what makes the push carry the container's own view.
+  const shifted = new StatefulHosts(plan, { idmapBase: { web: 1000000 }, extraFiles: { web: several } });
+  const v2: Record<string, string> = { ...STAMP };
+  const noShift = ordered(plan, 'data').filter((s) => !s.id.endsWith('/shift-ids'));
+  await walk(shifted, plan, noShift, v2);
+  expect(shifted.destination.instances.web!.files['/srv/www/uploads/run.sh']).toMatchObject({ uid: 1001001, gid: 1000100 });
+  expect((await failingChecks(shifted, plan, ordered(plan, 'data'), v2)).filter((f) => f.startsWith('data/web/shift-ids'))).toHaveLength(1);
+  expect(hosts.unscripted).toEqual([]);
+  expect(shifted.unscripted).toEqual([]);
 });

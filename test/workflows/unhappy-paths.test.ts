@@ -180,11 +180,11 @@ test('a silent step longer than the heartbeat timeout is not started twice', asy
   const plan = testPlan({ concurrency: { containers: 4 } });
   const hosts = new StatefulHosts(plan);
   // The push prints nothing for longer than the 20 s heartbeat timeout.
-  hosts.hang(/tar -C \S+\/system -cf - \./, { ms: 26_000 });
+  hosts.hang(/tar -C \S+\/system --numeric-owner -cf - \./, { ms: 26_000 });
   const handle = await start(plan, hosts);
   await until(handle, 'the cutover gate', atCutoverGate, 150_000);
-  expect(ran(hosts, /tar -C \S+\/system -cf - \./)).toBe(1);
-  expect(hosts.maxConcurrent(/tar -C \S+\/system -cf - \./)).toBe(1);
+  expect(ran(hosts, /tar -C \S+\/system --numeric-owner -cf - \./)).toBe(1);
+  expect(hosts.maxConcurrent(/tar -C \S+\/system --numeric-owner -cf - \./)).toBe(1);
 }, 180_000);
 
 test('skip: the step is recorded with who and why, its failure leaves status, later steps whose check passes say their precondition was skipped', async () => {
