@@ -22,6 +22,7 @@ import { loadPlan } from '../../src/plan/load';
 import type { Plan } from '../../src/plan/schema';
 import { q } from '../../src/runbook/shell';
 import { SshPool } from '../../src/ssh/pool';
+import type { SecretPolicy } from '../../src/ssh/secrets';
 import { createWorker } from '../../src/worker';
 import { approveUpdate, statusQuery, type Approval, type MigrationStatus } from '../../src/workflows/messages';
 import { rootSuite } from '../harness/needs-root';
@@ -35,6 +36,8 @@ const ROOT = process.env.GBO_LAB_ROOT ?? '/var/lib/gbo-lab';
 const EXTDNS = '198.18.1.2';
 /** The gate the cutover waits at when the DNS is hosted elsewhere (typed as a gate once the schema has it). */
 const DNS_GATE = 'dns' as unknown as Approval['gate'];
+/** The worker resolves the lab key (file:$GBO_LAB_ROOT/ssh/id_ed25519) from the lab's key folder only. */
+const LAB_SECRETS: SecretPolicy = { dirs: [join(ROOT, 'ssh')], envPrefix: 'GBO_' };
 const suite = rootSuite('the end-to-end migration of the second lab tenant');
 
 /** A line of lab/shop-manifest.sh output: path, type, uid, gid, mode, sha256|target|-, hard-link group. */
@@ -108,8 +111,8 @@ suite('migrating the second lab tenant (shop)', () => {
     native = await NativeConnection.connect({ address: process.env.TEMPORAL_TEST_ADDRESS! });
     connection = await Connection.connect({ address: process.env.TEMPORAL_TEST_ADDRESS! });
     client = new Client({ connection });
-    pool = new SshPool();
-    worker = await createWorker({ connection: native, taskQueue, deps: { live: pool } });
+    pool = new SshPool({ secrets: LAB_SECRETS });
+    worker = await createWorker({ connection: native, taskQueue, deps: { live: pool }, secrets: LAB_SECRETS });
     running = worker.run();
   }, 20 * 60_000);
 
