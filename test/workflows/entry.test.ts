@@ -1,5 +1,5 @@
 /**
- * Any entry point: migrateTenant started straight through a Temporal t.client (as the Web UI, the
+ * Any entry point: migrateTenant started straight through a Temporal client (as the Web UI, the
  * `temporal` CLI or a script would, not through startMigration) checks its own input before any
  * step, on the real dev server. A refusal ends the run at once (no workflow task failing forever),
  * non-retryably, with the messages `gbo-migrate validate` prints; nothing runs.
@@ -26,7 +26,7 @@ const uniqueTenant = () => `entry${Date.now() % 100000}x${++seq}`;
 const withTenant = (text: string, tenant: string) => text.replace(/^tenant: pragmatismo$/m, `tenant: ${tenant}`);
 
 /**
- * Starts migrateTenant by its type name with `input` as given (unchecked, as any t.client could),
+ * Starts migrateTenant by its type name with `input` as given (unchecked, as any client could),
  * runs a dry-run worker until the run closes, and returns the outcome, what the activities
  * recorded and the history.
  */
@@ -207,4 +207,23 @@ test('(f) a second start while the tenant\'s migration runs is refused with whic
   const again = await startMigration(t.client, plan, 'live', taskQueue);
   expect(again.firstExecutionRunId).not.toBe(first.firstExecutionRunId);
   await again.terminate('test over');
+});
+
+test('migrateContainer started on its own (not by its tenant\'s migration) is refused before any step', async () => {
+  const tenant = uniqueTenant();
+  const plan = { ...example, tenant };
+  const taskQueue = `entry-${Date.now()}-${++seq}`;
+  const recorder = new DryRunExecutor();
+  const worker = await createWorker({ connection: t.native, taskQueue, deps: { dryRun: recorder } });
+  const handle: WorkflowHandle = await t.client.workflow.start('migrateContainer', {
+    taskQueue,
+    workflowId: `${workflowIdOf(tenant, 'dry-run')}/proxy`,
+    args: [{ plan, container: 'proxy', mode: 'dry-run', values: {} }],
+  });
+  const error = await worker.runUntil(handle.result().then(() => undefined, (e: unknown) => e));
+  const f = failureOf(error);
+  expect(f.type).toBe('NotAChildOfItsMigration');
+  expect(f.nonRetryable).toBe(true);
+  expect(f.message).toContain(`only as a child of its tenant's migration (${workflowIdOf(tenant, 'dry-run')})`);
+  expect(recorder.recorded).toEqual([]);
 });
