@@ -73,7 +73,9 @@ function expectedOf(issue: z.core.$ZodIssue): string {
 
 /** Validates an already-parsed document; returns the plan with defaults or throws PlanError. */
 export function validatePlan(doc: unknown, source = 'plan'): Plan {
-  const result = planSchema.safeParse(doc);
+  // reportInput: zod 4 leaves the checked value out of issues otherwise, and a derived one (a source
+  // name made of prefix + name) is not in the document to look up.
+  const result = planSchema.safeParse(doc, { reportInput: true });
   if (result.success) return result.data;
   const problems = result.error.issues.map((issue) => {
     const path = issue.code === 'unrecognized_keys' ? [...issue.path, issue.keys[0] ?? ''] : issue.path;

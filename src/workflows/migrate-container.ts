@@ -6,11 +6,12 @@
  * resumes at that step; a pause holds it at its next step boundary. Cancelled, it stops: the
  * parent undoes every container that was touched, from its record.
  */
-import { CancellationScope, isCancellation } from '@temporalio/workflow';
+import { ApplicationFailure, CancellationScope, isCancellation, workflowInfo } from '@temporalio/workflow';
 import type { Mode } from '../activities/steps';
 import type { Plan } from '../plan/schema';
 import { buildRunbook } from '../runbook/build';
 import { CONTAINER_PHASES, stepsOf } from '../runbook/model';
+import { workflowIdOf } from './messages';
 import { ContainerControl } from './operator-state';
 import { runSteps, type RunContext, type StepLog } from './run-steps';
 
@@ -31,7 +32,30 @@ export interface MigrateContainerResult {
   log: StepLog;
 }
 
+/**
+ * Only the tenant's migration may start a container's: it validated the plan, ran preflight and
+ * holds the record a cancel undoes from. Started on its own (the Web UI lists this workflow type
+ * too), a container's steps would stop a source with nobody to put it back.
+ */
+function refuseUnlessChildOfItsTenant(input: MigrateContainerInput): void {
+  const parent = workflowInfo().parent;
+  const tenant = typeof input?.plan?.tenant === 'string' ? input.plan.tenant : undefined;
+  const mode = input?.mode === 'live' || input?.mode === 'dry-run' ? input.mode : undefined;
+  const expected = tenant !== undefined && mode !== undefined ? workflowIdOf(tenant, mode) : undefined;
+  if (parent === undefined || expected === undefined || parent.workflowId !== expected) {
+    throw ApplicationFailure.nonRetryable(
+      `migrateContainer runs only as a child of its tenant's migration (${expected ?? 'migrate-<tenant>'}), ` +
+        `not on its own (parent: ${parent?.workflowId ?? 'none'}); start migrateTenant with the plan instead`,
+      'NotAChildOfItsMigration',
+    );
+  }
+  if (!input.plan.containers?.some((c) => c.name === input.container)) {
+    throw ApplicationFailure.nonRetryable(`migrateContainer: ${JSON.stringify(input.container)} is not a container of the plan`, 'InvalidPlan');
+  }
+}
+
 export async function migrateContainer(input: MigrateContainerInput): Promise<MigrateContainerResult> {
+  refuseUnlessChildOfItsTenant(input);
   const { plan, container, mode } = input;
   const runbook = buildRunbook(plan);
   const control = new ContainerControl(container, input.values, input.paused ?? false);

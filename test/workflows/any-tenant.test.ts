@@ -4,42 +4,16 @@
  * hosted elsewhere (the dns gate, then propagation), UDP and HTTP probes through NAT, renamed and
  * stateless containers. The cutover, dns and cleanup gates are approved; no step is skipped.
  */
-import { Client, Connection } from '@temporalio/client';
-import { NativeConnection } from '@temporalio/worker';
 import { DryRunExecutor } from '../../src/activities/executor';
 import { startMigration } from '../../src/client';
 import { buildRunbook } from '../../src/runbook/build';
 import { allSteps } from '../../src/runbook/model';
 import { createWorker } from '../../src/worker';
-import { approveUpdate, statusQuery, type MigrationStatus } from '../../src/workflows/messages';
-import { quietRuntime } from '../harness/quiet-runtime';
+import { approveUpdate, statusQuery } from '../../src/workflows/messages';
+import { suiteClients, untilStatus } from '../harness/suite-clients';
 import { shopPlan, StatefulHosts } from '../harness/stateful-hosts';
 
-const address = process.env.TEMPORAL_TEST_ADDRESS!;
-let native: NativeConnection;
-let connection: Connection;
-let client: Client;
-
-beforeAll(async () => {
-  quietRuntime();
-  native = await NativeConnection.connect({ address });
-  connection = await Connection.connect({ address });
-  client = new Client({ connection });
-});
-afterAll(async () => {
-  await connection?.close();
-  await native?.close();
-});
-
-async function until(handle: { query: (q: typeof statusQuery) => Promise<MigrationStatus> }, what: string, pred: (s: MigrationStatus) => boolean): Promise<MigrationStatus> {
-  const deadline = Date.now() + 45_000;
-  for (;;) {
-    const s = await handle.query(statusQuery);
-    if (pred(s)) return s;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}: ${JSON.stringify({ phase: s.phase, waitingFor: s.waitingFor, failures: s.failures, gate: s.gate, containers: s.containers, matrix: s.matrix })}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
+const t = suiteClients();
 
 const refusal = async (p: Promise<unknown>) => (((await p.then(() => undefined, (e: Error) => e)) as Error | undefined)?.cause as Error | undefined)?.message;
 
@@ -53,10 +27,10 @@ test('the second tenant migrates completely in live mode with zero skipped steps
   ];
   const hosts = new StatefulHosts(plan, { idmapBase: { web: 1000000, db: 1000000, cache: 1000000 }, extraFiles: { web: several }, udpReplies: { 'game:27015': 'PONG 1 player' } });
   const taskQueue = `any-tenant-${Date.now()}`;
-  const worker = await createWorker({ connection: native, taskQueue, deps: { dryRun: new DryRunExecutor(), live: hosts, net: hosts.net() } });
+  const worker = await createWorker({ connection: t.native, taskQueue, deps: { dryRun: new DryRunExecutor(), live: hosts, net: hosts.net() } });
   const report = await worker.runUntil(async () => {
-    const handle = await startMigration(client, plan, 'live', taskQueue);
-    const cut = await until(handle, 'the cutover gate', (s) => s.gate?.name === 'cutover');
+    const handle = await startMigration(t.client, plan, 'live', taskQueue);
+    const cut = await untilStatus(handle, 'the cutover gate', (s) => s.gate?.name === 'cutover');
     // The matrix: the statsd port is declared as not probed, never red; the rest answer.
     expect(cut.matrix.map((m) => `${m.container} ${m.service} ${m.port} ${m.probe}${m.notProbed ? ' not-probed' : ''} ${m.ok}`)).toEqual([
       'web nginx 8080 http true',
@@ -69,7 +43,7 @@ test('the second tenant migrates completely in live mode with zero skipped steps
     await handle.executeUpdate(approveUpdate, { args: [{ gate: 'cutover', by: 'ops', reason: 'matrix green' }] });
 
     // DNS hosted elsewhere: status names exactly the records to change at the provider.
-    const atDns = await until(handle, 'the dns gate', (s) => s.gate?.name === 'dns');
+    const atDns = await untilStatus(handle, 'the dns gate', (s) => s.gate?.name === 'dns');
     expect(atDns.gate?.title).toBe(`Change at your DNS provider: shop.lab A ${plan.destination.publicAddress}, www.shop.lab A ${plan.destination.publicAddress}; then approve`);
     expect(atDns.waitingFor).toContain('www.shop.lab A 198.18.0.2');
     expect(await refusal(handle.executeUpdate(approveUpdate, { args: [{ gate: 'dns', by: 'ops', reason: 'x', override: true }] }))).toMatch(/only the cutover gate takes an override/);
@@ -78,7 +52,7 @@ test('the second tenant migrates completely in live mode with zero skipped steps
     hosts.publicDns['www.shop.lab'] = plan.destination.publicAddress;
     await handle.executeUpdate(approveUpdate, { args: [{ gate: 'dns', by: 'ops', reason: 'records changed at the provider' }] });
 
-    await until(handle, 'the cleanup gate', (s) => s.gate?.name === 'cleanup');
+    await untilStatus(handle, 'the cleanup gate', (s) => s.gate?.name === 'cleanup');
     await handle.executeUpdate(approveUpdate, { args: [{ gate: 'cleanup', by: 'ops', reason: 'verified for the window' }] });
     const result = await handle.result();
     const status = await handle.query(statusQuery);
@@ -112,8 +86,8 @@ test('the second tenant migrates completely in live mode with zero skipped steps
 test('in a dry run the dns gate passes like the others', async () => {
   const plan = shopPlan();
   const taskQueue = `any-tenant-dry-${Date.now()}`;
-  const worker = await createWorker({ connection: native, taskQueue, deps: { dryRun: new DryRunExecutor() } });
-  const report = await worker.runUntil(async () => (await startMigration(client, plan, 'dry-run', taskQueue)).result());
+  const worker = await createWorker({ connection: t.native, taskQueue, deps: { dryRun: new DryRunExecutor() } });
+  const report = await worker.runUntil(async () => (await startMigration(t.client, plan, 'dry-run', taskQueue)).result());
   expect(report.approvals.map((a) => `${a.gate}:${a.by}`)).toEqual(['cutover:dry-run', 'dns:dry-run', 'cleanup:dry-run']);
   expect(report.phases.find((p) => p.id === 'cutover')?.steps.map((s) => s.id)).toEqual(['cutover/tenant/dns-propagated']);
   expect(report.phases.find((p) => p.id === 'proxy')?.steps).toEqual([]);

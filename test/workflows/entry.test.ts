@@ -4,8 +4,7 @@
  * step, on the real dev server. A refusal ends the run at once (no workflow task failing forever),
  * non-retryably, with the messages `gbo-migrate validate` prints; nothing runs.
  */
-import { ApplicationFailure, Client, Connection, WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
-import { NativeConnection } from '@temporalio/worker';
+import { ApplicationFailure, WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { DryRunExecutor } from '../../src/activities/executor';
@@ -14,28 +13,13 @@ import { loadPlan, PlanError, parsePlan, validatePlan } from '../../src/plan/loa
 import type { Plan } from '../../src/plan/schema';
 import { createWorker } from '../../src/worker';
 import { workflowIdOf } from '../../src/workflows/messages';
-import { quietRuntime } from '../harness/quiet-runtime';
+import { suiteClients } from '../harness/suite-clients';
 
-const address = process.env.TEMPORAL_TEST_ADDRESS!;
 const exampleFile = join(__dirname, '..', '..', 'examples', 'pragmatismo.yaml');
 const exampleText = readFileSync(exampleFile, 'utf8');
 const example = loadPlan(exampleFile);
 
-let native: NativeConnection;
-let connection: Connection;
-let client: Client;
-
-beforeAll(async () => {
-  quietRuntime();
-  native = await NativeConnection.connect({ address });
-  connection = await Connection.connect({ address });
-  client = new Client({ connection });
-});
-
-afterAll(async () => {
-  await connection?.close();
-  await native?.close();
-});
+const t = suiteClients();
 
 let seq = 0;
 const uniqueTenant = () => `entry${Date.now() % 100000}x${++seq}`;
@@ -49,8 +33,8 @@ const withTenant = (text: string, tenant: string) => text.replace(/^tenant: prag
 async function run(input: unknown, workflowId: string) {
   const taskQueue = `entry-${Date.now()}-${++seq}`;
   const recorder = new DryRunExecutor();
-  const worker = await createWorker({ connection: native, taskQueue, deps: { dryRun: recorder } });
-  const handle: WorkflowHandle = await client.workflow.start('migrateTenant', { taskQueue, workflowId, args: [input] });
+  const worker = await createWorker({ connection: t.native, taskQueue, deps: { dryRun: recorder } });
+  const handle: WorkflowHandle = await t.client.workflow.start('migrateTenant', { taskQueue, workflowId, args: [input] });
   const outcome = await worker.runUntil(handle.result().then((value: unknown) => ({ value, error: undefined }), (error: unknown) => ({ value: undefined, error })));
   const events = (await handle.fetchHistory()).events ?? [];
   return { ...outcome, recorded: recorder.recorded, events, handle };
@@ -201,9 +185,9 @@ test('(f) a second start while the tenant\'s migration runs is refused with whic
   const plan = { ...example, tenant };
   // No worker polls this queue: the first run stays open, as a live migration at a gate would.
   const taskQueue = `entry-idle-${Date.now()}`;
-  const first = await startMigration(client, plan, 'live', taskQueue, { uiUrl: 'http://127.0.0.1:8233' });
+  const first = await startMigration(t.client, plan, 'live', taskQueue, { uiUrl: 'http://127.0.0.1:8233' });
   try {
-    const refused = await startMigration(client, plan, 'live', taskQueue, { uiUrl: 'http://127.0.0.1:8233' }).then(
+    const refused = await startMigration(t.client, plan, 'live', taskQueue, { uiUrl: 'http://127.0.0.1:8233' }).then(
       () => undefined,
       (e: unknown) => e,
     );
@@ -215,12 +199,31 @@ test('(f) a second start while the tenant\'s migration runs is refused with whic
     expect(err.message).toContain(`gbo-migrate status ${tenant}\``);
     expect(err.message).toContain(`http://127.0.0.1:8233/namespaces/default/workflows/migrate-${tenant}/${first.firstExecutionRunId}`);
     // The dry run has its own ID and does not block the live one (nor is blocked by it).
-    const dry = await startMigration(client, plan, 'dry-run', taskQueue);
+    const dry = await startMigration(t.client, plan, 'dry-run', taskQueue);
     await dry.terminate('test over');
   } finally {
     await first.terminate('test over');
   }
-  const again = await startMigration(client, plan, 'live', taskQueue);
+  const again = await startMigration(t.client, plan, 'live', taskQueue);
   expect(again.firstExecutionRunId).not.toBe(first.firstExecutionRunId);
   await again.terminate('test over');
+});
+
+test('migrateContainer started on its own (not by its tenant\'s migration) is refused before any step', async () => {
+  const tenant = uniqueTenant();
+  const plan = { ...example, tenant };
+  const taskQueue = `entry-${Date.now()}-${++seq}`;
+  const recorder = new DryRunExecutor();
+  const worker = await createWorker({ connection: t.native, taskQueue, deps: { dryRun: recorder } });
+  const handle: WorkflowHandle = await t.client.workflow.start('migrateContainer', {
+    taskQueue,
+    workflowId: `${workflowIdOf(tenant, 'dry-run')}/proxy`,
+    args: [{ plan, container: 'proxy', mode: 'dry-run', values: {} }],
+  });
+  const error = await worker.runUntil(handle.result().then(() => undefined, (e: unknown) => e));
+  const f = failureOf(error);
+  expect(f.type).toBe('NotAChildOfItsMigration');
+  expect(f.nonRetryable).toBe(true);
+  expect(f.message).toContain(`only as a child of its tenant's migration (${workflowIdOf(tenant, 'dry-run')})`);
+  expect(recorder.recorded).toEqual([]);
 });

@@ -4,40 +4,14 @@
  * validators refuse what they must, pause holds even a retry, and a cancel before cutover undoes
  * the copies and puts the sources back as they were.
  */
-import { Client, Connection } from '@temporalio/client';
-import { NativeConnection } from '@temporalio/worker';
 import { DryRunExecutor } from '../../src/activities/executor';
 import { startMigration } from '../../src/client';
 import { createWorker } from '../../src/worker';
-import { approveUpdate, pauseUpdate, resumeUpdate, retryStepUpdate, skipStepUpdate, statusQuery, type MigrationStatus } from '../../src/workflows/messages';
-import { quietRuntime } from '../harness/quiet-runtime';
+import { approveUpdate, pauseUpdate, resumeUpdate, retryStepUpdate, skipStepUpdate, statusQuery } from '../../src/workflows/messages';
+import { suiteClients, untilStatus } from '../harness/suite-clients';
 import { StatefulHosts, testPlan } from '../harness/stateful-hosts';
 
-const address = process.env.TEMPORAL_TEST_ADDRESS!;
-let native: NativeConnection;
-let connection: Connection;
-let client: Client;
-
-beforeAll(async () => {
-  quietRuntime();
-  native = await NativeConnection.connect({ address });
-  connection = await Connection.connect({ address });
-  client = new Client({ connection });
-});
-afterAll(async () => {
-  await connection?.close();
-  await native?.close();
-});
-
-async function until(handle: { query: (q: typeof statusQuery) => Promise<MigrationStatus> }, what: string, pred: (s: MigrationStatus) => boolean): Promise<MigrationStatus> {
-  const deadline = Date.now() + 60_000;
-  for (;;) {
-    const s = await handle.query(statusQuery);
-    if (pred(s)) return s;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}: ${JSON.stringify({ phase: s.phase, waitingFor: s.waitingFor, failures: s.failures })}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
+const t = suiteClients();
 
 const updateRefusal = async (p: Promise<unknown>) => (((await p.then(() => undefined, (e: Error) => e)) as Error | undefined)?.cause as Error | undefined)?.message;
 
@@ -48,12 +22,12 @@ test('a failed step waits for the operator; retry re-runs it; gates and cancel b
   // The canary's pulled copy does not match the source's checksums once (a refusal of the guide's).
   hosts.failNext((c) => c.startsWith('test "$(sh -c') && c.includes(' manifest ') && c.includes('/tables '), { exitCode: 1, stderr: 'rsync: write failed: No space left on device' });
   const taskQueue = `operator-${Date.now()}`;
-  const worker = await createWorker({ connection: native, taskQueue, deps: { dryRun: new DryRunExecutor(), live: hosts } });
+  const worker = await createWorker({ connection: t.native, taskQueue, deps: { dryRun: new DryRunExecutor(), live: hosts } });
   await worker.runUntil(async () => {
-    const handle = await startMigration(client, plan, 'live', taskQueue);
+    const handle = await startMigration(t.client, plan, 'live', taskQueue);
 
     // The canary's pulled data does not match (a refusal, not retried blindly): the run waits for a decision.
-    const failed = await until(handle, 'the failed transfer check', (s) => s.steps['data/tables/verify-transfer'] === 'failed' && (s.waitingFor ?? '').includes('data/tables/verify-transfer'));
+    const failed = await untilStatus(handle, 'the failed transfer check', (s) => s.steps['data/tables/verify-transfer'] === 'failed' && (s.waitingFor ?? '').includes('data/tables/verify-transfer'));
     expect(failed.failures['data/tables/verify-transfer']).toMatch(/refused[\s\S]*exit 1[\s\S]*No space left on device/);
     expect(await updateRefusal(handle.executeUpdate(skipStepUpdate, { args: [{ stepId: 'data/tables/verify-transfer', by: 'ops', reason: ' ' }] }))).toMatch(/reason: skipping a step needs a reason/);
     expect(await updateRefusal(handle.executeUpdate(retryStepUpdate, { args: [{ stepId: 'preflight/tenant/source-version', by: 'ops' }] }))).toMatch(/preflight\/tenant\/source-version is done, not failed/);
@@ -66,7 +40,7 @@ test('a failed step waits for the operator; retry re-runs it; gates and cancel b
     expect((await handle.query(statusQuery)).steps['data/tables/verify-transfer']).toBe('pending');
     await handle.executeUpdate(resumeUpdate, { args: [{ by: 'ops' }] });
 
-    const gate = await until(handle, 'the cutover gate', (s) => s.phase === 'cutover' && (s.waitingFor ?? '').includes('cutover'));
+    const gate = await untilStatus(handle, 'the cutover gate', (s) => s.phase === 'cutover' && (s.waitingFor ?? '').includes('cutover'));
     expect(gate.steps['data/tables/verify-transfer']).toBe('done');
     expect(gate.failures).toEqual({});
     expect(gate.matrix.length).toBeGreaterThan(10);
