@@ -156,6 +156,12 @@ async function pollUntilOk(step: Step, input: StepInput): Promise<StepOutcome> {
   const deadline = Date.now() + msOf(maxWait);
   for (;;) {
     const outcome = step.kind === 'wait-dns' ? await proxies.quick.checkDns(input) : await proxies.quick.checkCertificate(input);
+    if (outcome.ok && step.kind === 'wait-dns') {
+      // Resolvers may serve the old records until their TTL runs out: the wait the step promises.
+      const ttl = Number(step.params?.oldTtlSeconds ?? 0);
+      if (ttl > 0) await sleep(ttl * 1000);
+      return { ...outcome, output: `${outcome.output ?? ''}${ttl > 0 ? `; then ${ttl}s for the old records' TTL` : ''}`, durationMs: Date.now() - Date.parse(outcome.startedAt) };
+    }
     if (outcome.ok) return outcome;
     if (Date.now() >= deadline) throw ApplicationFailure.nonRetryable(`${step.id}: still not there after ${maxWait}: ${outcome.output ?? ''}`, 'WaitExpired');
     await sleep(interval as `${number}s`);
