@@ -43,7 +43,7 @@ let planSeq = 0;
 
 /**
  * examples/pragmatismo.yaml made safe for tests: a unique tenant, a worker known_hosts that pins
- * the source, and nothing that reaches real addresses from the worker (no firewall, no port
+ * the source, no wait for old DNS TTLs, and nothing that reaches real addresses from the worker (no firewall, no port
  * forwards and their NAT probes, no service fixes). `overrides` replace top-level fields.
  */
 export function testPlan(overrides: Partial<Plan> = {}): Plan {
@@ -53,6 +53,8 @@ export function testPlan(overrides: Partial<Plan> = {}): Plan {
     tenant: `op${Date.now() % 100000}x${planSeq++}`,
     hosts: { ...example.hosts, source: { ...example.hosts.source, knownHosts: `file:${knownHostsFor(example.hosts.source.address)}` } },
     destination: { ...example.destination, firewall: undefined },
+    // The cutover's wait for old TTLs is a real timer: an hour in the example.
+    dns: { ...example.dns, oldTtlSeconds: 0 },
     portForwards: [],
     serviceFixes: [],
     ...overrides,
