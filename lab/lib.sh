@@ -117,3 +117,23 @@ EXTDNS_GW=198.18.1.1
 EXTDNS_ADDR=198.18.1.2
 EXTDNS_DIR="$GBO_LAB_ROOT/extdns"
 EXTDNS_NAMES=("@" www voip)   # the A records of $SHOP_ZONE
+
+# The two lab hosts as every lab plan names them (lab/plan.sh, lab/plan-shop.sh).
+plan_hosts() {
+  cat <<HOSTS
+hosts:
+  source:
+    address: $SRC_ADDR
+    port: $SSH_PORT
+    user: root
+    sshKey: file:$LAB_KEY
+    knownHosts: file:$LAB_KNOWN_HOSTS
+    authorizedKeys: $SRC_HOME/.ssh/authorized_keys
+  destination:
+    address: $DST_ADDR
+    port: $SSH_PORT
+    user: root
+    sshKey: file:$LAB_KEY
+    knownHosts: file:$LAB_KNOWN_HOSTS
+HOSTS
+}

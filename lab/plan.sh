@@ -12,20 +12,7 @@ cat <<PLAN
 apiVersion: gbo-migrate/v1
 tenant: $GBO_LAB_TENANT
 
-hosts:
-  source:
-    address: $SRC_ADDR
-    port: $SSH_PORT
-    user: root
-    sshKey: file:$LAB_KEY
-    knownHosts: file:$LAB_KNOWN_HOSTS
-    authorizedKeys: $SRC_HOME/.ssh/authorized_keys
-  destination:
-    address: $DST_ADDR
-    port: $SSH_PORT
-    user: root
-    sshKey: file:$LAB_KEY
-    knownHosts: file:$LAB_KNOWN_HOSTS
+$(plan_hosts)
 
 source:
   engine: lxd
