@@ -5,9 +5,9 @@
  * destination's known_hosts. Learning it from the network (ssh-keyscan) would trust whoever answers.
  */
 import { ApplicationFailure } from '@temporalio/activity';
-import { lookup } from 'node:dns/promises';
 import { readFileSync } from 'node:fs';
 import { FailureType } from '../errors';
+import { realNet, type NetProbes } from '../probe/probes';
 import type { HostRole } from '../plan/schema';
 import { entriesFor, hostLookupName, parseKnownHosts } from '../ssh/known-hosts';
 import { expandFilePath } from '../ssh/secrets';
@@ -42,7 +42,7 @@ async function verifyHostKeys(deps: ActivityDeps, input: StepInput, hb: Heartbea
  * Resolves a host name of the plan once. Every address it resolves to is shown; the first is
  * recorded and used from then on. An address no host can be is refused.
  */
-async function resolveAddress(input: StepInput, hb: Heartbeat): Promise<StepOutcome> {
+async function resolveAddress(net: NetProbes, input: StepInput, hb: Heartbeat): Promise<StepOutcome> {
   const { step } = input;
   const outcome = outcomeOf(step);
   const name = String(step.params?.name);
@@ -53,7 +53,7 @@ async function resolveAddress(input: StepInput, hb: Heartbeat): Promise<StepOutc
   hb.report({ doing: 'resolve' });
   let addresses: string[];
   try {
-    addresses = (await lookup(name, { family: 4, all: true })).map((a) => a.address);
+    addresses = await net.resolve4(name);
   } catch (err) {
     // A name that does not resolve now may resolve on a retry (a resolver restarting): retryable.
     throw ApplicationFailure.create({ type: FailureType.CommandFailed, message: `${step.id}: ${name} does not resolve to an IPv4 address (${(err as NodeJS.ErrnoException).code ?? String(err)})` });
@@ -96,7 +96,7 @@ export function createAccessActivities(deps: ActivityDeps) {
 
     /** A host name of the plan, resolved once by the worker and recorded. */
     async resolveAddress(input: StepInput): Promise<StepOutcome> {
-      return withHeartbeat(input.step.id, (hb) => resolveAddress(input, hb), deps);
+      return withHeartbeat(input.step.id, (hb) => resolveAddress(deps.net ?? realNet, input, hb), deps);
     },
 
     async pinSourceHostKey(input: StepInput): Promise<StepOutcome> {

@@ -4,6 +4,7 @@
  * (no `dig`/`openssl` on the worker host needed). Probes never throw for network outcomes: they
  * resolve with `ok: false` and an `error`, so activities can report every failing check at once.
  */
+import { lookup } from 'node:dns/promises';
 import { randomInt } from 'node:crypto';
 import dgram from 'node:dgram';
 import net from 'node:net';
@@ -414,6 +415,10 @@ export interface NetProbes {
   udpProbe: typeof udpProbe;
   httpProbe: typeof httpProbe;
   tlsCertificate: typeof tlsCertificate;
+  /** Every IPv4 address a host name resolves to (the system resolver). */
+  resolve4: (name: string) => Promise<string[]>;
 }
 
-export const realNet: NetProbes = { tcpProbe, dnsQuery, udpProbe, httpProbe, tlsCertificate };
+const resolve4 = async (name: string): Promise<string[]> => (await lookup(name, { family: 4, all: true })).map((a) => a.address);
+
+export const realNet: NetProbes = { tcpProbe, dnsQuery, udpProbe, httpProbe, tlsCertificate, resolve4 };

@@ -588,6 +588,8 @@ export class StatefulHosts implements CommandExecutor {
         return behind('udp', server, port) ? { ok: true, rcode: 0, aa: true, answers: [] } : noAnswer('timeout after 3000 ms');
       },
       tlsCertificate: async () => ({ ok: false, error: 'no certificates in the fake' }),
+      // Test plans name their hosts by address: nothing here resolves, and nothing asks the machine's resolver.
+      resolve4: async (name: string) => Promise.reject(new Error(`the fake network resolves no names (${name})`)),
     };
   }
 

@@ -5,6 +5,7 @@
  */
 import { join } from 'node:path';
 import { createActivities } from '../../src/activities';
+import { realNet } from '../../src/probe/probes';
 import { DryRunExecutor, type HostTarget } from '../../src/activities/executor';
 import { loadPlan } from '../../src/plan/load';
 import type { Plan } from '../../src/plan/schema';
@@ -70,15 +71,22 @@ describe('a plan that names its hosts', () => {
   });
 
   it('the worker resolves a name once and records an IPv4 address', async () => {
-    const acts = createActivities({ dryRun: new DryRunExecutor() });
-    const step = { ...byId('preflight/tenant/resolve-source'), params: { name: 'localhost' } };
+    // A resolver of its own: the test sends no query to the machine's name server.
+    const names: Record<string, string[]> = { 'old.example.org': ['0.0.0.0', '192.0.2.1', '192.0.2.2'], 'multicast.example.org': ['239.1.2.3'] };
+    const resolve4 = async (name: string) => names[name] ?? Promise.reject(Object.assign(new Error(`queryA ENOTFOUND ${name}`), { code: 'ENOTFOUND' }));
+    const acts = createActivities({ dryRun: new DryRunExecutor(), net: { ...realNet, resolve4 } });
+    const step = byId('preflight/tenant/resolve-source');
     const hosts = hostTargets(named);
     const out = await inActivity(() => acts.resolveAddress({ step, hosts, values: {}, mode: 'live' })).result;
     expect(out.status).toBe('done');
-    expect(out.captured).toEqual({ key: 'addr:source', value: '127.0.0.1' });
-    const again = await inActivity(() => acts.resolveAddress({ step, hosts, values: { 'addr:source': '192.0.2.1' }, mode: 'live' })).result;
-    expect(again).toMatchObject({ status: 'already-done', captured: { key: 'addr:source', value: '192.0.2.1' } });
+    // The first usable address: 0.0.0.0 is no host.
+    expect(out.captured).toEqual({ key: 'addr:source', value: '192.0.2.1' });
+    expect(out.output).toContain('of 192.0.2.1, 192.0.2.2');
+    const again = await inActivity(() => acts.resolveAddress({ step, hosts, values: { 'addr:source': '192.0.2.9' }, mode: 'live' })).result;
+    expect(again).toMatchObject({ status: 'already-done', captured: { key: 'addr:source', value: '192.0.2.9' } });
     const missing = { ...step, params: { name: 'nothing.gbo-test.invalid' } };
-    await expect(inActivity(() => acts.resolveAddress({ step: missing, hosts, values: {}, mode: 'live' })).result).rejects.toThrow(/does not resolve/);
+    await expect(inActivity(() => acts.resolveAddress({ step: missing, hosts, values: {}, mode: 'live' })).result).rejects.toThrow(/does not resolve to an IPv4 address \(ENOTFOUND\)/);
+    const unusable = { ...step, params: { name: 'multicast.example.org' } };
+    await expect(inActivity(() => acts.resolveAddress({ step: unusable, hosts, values: {}, mode: 'live' })).result).rejects.toMatchObject({ type: 'BadPlan', nonRetryable: true });
   });
 });
