@@ -15,7 +15,7 @@ import { GATE_NAMES, type GateName } from './runbook/model';
 import { renderRunbook } from './runbook/print';
 import { runWorker } from './worker';
 import type { UpdateDefinition } from '@temporalio/common';
-import { approveUpdate, pauseUpdate, resumeUpdate, retryStepUpdate, reverifyUpdate, skipStepUpdate, statusQuery, workflowIdOf } from './workflows/messages';
+import { approveUpdate, extendUpdate, pauseUpdate, resumeUpdate, retryStepUpdate, reverifyUpdate, skipStepUpdate, statusQuery, wakeUpdate, workflowIdOf, type WaitRecord } from './workflows/messages';
 
 const program = new Command();
 program.name('gbo-migrate').description('Migrate a General Bots tenant from an LXD host to an Incus host, durably, on Temporal.').exitOverride();
@@ -87,6 +87,8 @@ program
     const client = await connectClient(cfg.address, cfg.namespace);
     const status = await client.workflow.getHandle(workflowIdOf(tenant, opts.dryRun ? 'dry-run' : 'live')).query(statusQuery);
     console.log(JSON.stringify(status, null, 2));
+    // Open waits last, where the operator reads them: what, since and until when, and how to steer them.
+    for (const w of status.waits.filter((x) => x.state === 'waiting')) console.log(describeWait(tenant, w));
     // At a gate, what it asks last, where the operator reads it (the dns gate: the records to change).
     if (status.gate) console.log(`waiting at the ${status.gate.name} gate: ${status.gate.title}\n  approve with: gbo-migrate approve ${tenant} --gate ${status.gate.name} --by <name> --reason <text>`);
     await client.connection.close();
@@ -114,12 +116,22 @@ program
     }
   });
 
+/** One open wait, with the commands that steer it. */
+function describeWait(tenant: string, w: WaitRecord): string {
+  const steer =
+    w.kind === 'gate'
+      ? `extend with: gbo-migrate extend ${tenant} --wait ${w.id} --for <30m|2h|3d> --by <name> --reason <text>`
+      : `cut short with: gbo-migrate wake ${tenant} --wait ${w.id} --by <name> --reason <text>; extend with: gbo-migrate extend ${tenant} --wait ${w.id} --for <2h> --by <name> --reason <text>`;
+  const acted = w.actions.map((a) => `${a.action} by ${a.by} at ${a.at} (${a.reason})`).join('; ');
+  return `waiting for ${w.what}\n  wait ${w.id}: since ${w.since}, until ${w.until}${acted ? `; ${acted}` : ''}\n  ${steer}`;
+}
+
 /** Runs one operator update against `migrate-<tenant>` and prints its answer; a refusal says why. */
-async function operate<A extends object>(tenant: string, def: UpdateDefinition<string, [A]>, args: A): Promise<void> {
+async function operate<A extends object, R>(tenant: string, def: UpdateDefinition<R, [A]>, args: A, show: (r: R) => string = String): Promise<void> {
   const cfg = temporalConfig();
   const client = await connectClient(cfg.address, cfg.namespace);
   try {
-    console.log(await client.workflow.getHandle(workflowIdOf(tenant)).executeUpdate(def, { args: [args] }));
+    console.log(show(await client.workflow.getHandle(workflowIdOf(tenant)).executeUpdate(def, { args: [args] })));
   } catch (err) {
     throw new Error(((err as Error).cause as Error | undefined)?.message ?? (err as Error).message);
   } finally {
@@ -166,6 +178,29 @@ program
   .requiredOption('--reason <text>', 'what was fixed (recorded)')
   .description('run the verification matrix again at the cutover gate (after fixing a service by hand)')
   .action((tenant: string, opts: { by: string; reason: string }) => operate(tenant, reverifyUpdate, opts));
+
+program
+  .command('wake')
+  .argument('<tenant>')
+  .option('--wait <id>', 'the wait to end, as status shows it (needed when several are open)')
+  .requiredOption('--by <name>', 'who decides')
+  .requiredOption('--reason <text>', 'why waiting longer is not needed (recorded)')
+  .description('end a wait now (DNS propagation, old TTLs, a CA rate limit, a certificate, the verification window)')
+  .action((tenant: string, opts: { wait?: string; by: string; reason: string }) =>
+    operate(tenant, wakeUpdate, { ...(opts.wait ? { wait: opts.wait } : {}), by: opts.by, reason: opts.reason }, (w) => `woke ${w.id} (${w.what}) by ${opts.by}`),
+  );
+
+program
+  .command('extend')
+  .argument('<tenant>')
+  .option('--wait <id>', 'the wait to extend, as status shows it (needed when several are open)')
+  .requiredOption('--for <duration>', 'how much longer, from its current end: 30m, 2h, 3d')
+  .requiredOption('--by <name>', 'who decides')
+  .requiredOption('--reason <text>', 'why (recorded)')
+  .description('make a wait longer (gates included)')
+  .action((tenant: string, opts: { wait?: string; for: string; by: string; reason: string }) =>
+    operate(tenant, extendUpdate, { ...(opts.wait ? { wait: opts.wait } : {}), for: opts.for, by: opts.by, reason: opts.reason }, (w) => `extended ${w.id} (${w.what}) until ${w.until}`),
+  );
 
 program
   .command('cancel')

@@ -21,6 +21,8 @@ export interface StepInput {
   /** Values learned so far (`ip:proxy`, `cert:destination`, ...). */
   values: Record<string, string>;
   mode: Mode;
+  /** Certificate checks: Caddy's log lines before this time are stale (it has retried since). */
+  since?: string;
 }
 
 export interface StepOutcome {
@@ -35,6 +37,8 @@ export interface StepOutcome {
   captured?: { key: string; value: string };
   /** Probes: whether the thing answered. */
   ok?: boolean;
+  /** Certificate checks: the CA's rate limit ends at this time (ISO 8601). */
+  retryAt?: string;
   /** Set by the workflow: the check passed, but these earlier steps of its chain were skipped. */
   afterSkipped?: string[];
   startedAt: string;

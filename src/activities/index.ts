@@ -1,5 +1,6 @@
 /** All activities the worker registers, built over injected dependencies, grouped by what they act on. */
 import { createAccessActivities } from './access';
+import { createCertificateActivities } from './certificates';
 import type { ActivityDeps } from './common';
 import { createDnsActivities } from './dns';
 import { createFixActivities } from './fixes';
@@ -17,6 +18,7 @@ export function createActivities(deps: ActivityDeps) {
     ...createProxyActivities(deps),
     ...createFixActivities(deps),
     ...createDnsActivities(deps),
+    ...createCertificateActivities(deps),
   };
 }
 

@@ -364,6 +364,11 @@ export const planSchema = z
         binary: absPath.default('/usr/bin/caddy'),
         /** Refuse any rewritten config with fewer vhosts than this (the guide's full config has ~25). */
         minVhosts: z.number().int().min(1).max(10000),
+        /**
+         * Caddy's JSON log with its `tls.obtain` lines (the global `log` block): the certificate
+         * wait reads it to tell a CA's rate limit (and its retry time) from other ACME errors.
+         */
+        logFile: absPath.optional(),
       })
       .strict()
       .optional(),
@@ -384,6 +389,14 @@ export const planSchema = z
         authoritativeServers: z.array(hostAddress).min(1).max(16),
         /** Previous TTL of the changed records; the cutover waits at least this long. */
         oldTtlSeconds: z.number().int().min(0).max(604800).default(3600),
+        /** How often the authoritative servers are asked, and for how long at most. */
+        wait: z
+          .object({
+            pollInterval: pollInterval.default('30s'),
+            maxWait: longWait('the longest wait for DNS to propagate').default('7d'),
+          })
+          .strict()
+          .default({ pollInterval: '30s', maxWait: '7d' }),
       })
       .strict()
       .superRefine((dns, ctx) => {
@@ -401,6 +414,13 @@ export const planSchema = z
     certificates: z
       .object({
         domains: z.array(domainName).min(1).max(100),
+        /**
+         * PEM file on the worker with the root(s) a served certificate must chain to (the CA the
+         * proxy uses). Without it: the worker's system roots (the public web PKI).
+         */
+        caFile: absPath.optional(),
+        /** Expected in the issuing certificate's subject (its CN or O), e.g. "Let's Encrypt". */
+        issuer: z.string().min(1).max(200).regex(/^[^\n\r]+$/, 'one line').optional(),
         wait: z
           .object({
             pollInterval: pollInterval.default('5m'),

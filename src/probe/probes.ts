@@ -268,6 +268,8 @@ export interface TlsCertificateResult {
   ok: boolean;
   /** e.g. `CN=chat.example.test, O=Example` */
   subject?: string;
+  /** The issuing certificate's subject, e.g. `C=US, O=Let's Encrypt, CN=R11` */
+  issuer?: string;
   /** Subject alternative names without their `DNS:` / `IP Address:` prefixes. */
   altNames?: string[];
   /** ISO 8601 */
@@ -326,6 +328,8 @@ export function tlsCertificate(host: string, port: number, servername: string, c
       const info: TlsCertificateResult = { ok: false };
       const subject = formatSubject(cert.subject);
       if (subject !== undefined) info.subject = subject;
+      const issuer = formatSubject(cert.issuer);
+      if (issuer !== undefined) info.issuer = issuer;
       if (cert.subjectaltname) info.altNames = cert.subjectaltname.split(/,\s*/).map((s) => s.replace(/^(DNS|IP Address|email|URI):/, ''));
       const from = new Date(cert.valid_from);
       const to = new Date(cert.valid_to);

@@ -1,5 +1,7 @@
 /**
- * Certificates: wait until each domain serves a valid certificate (ACME rate limits included).
+ * Certificates: make Caddy retry now (DNS points here since the cutover; Caddy may be deep in its
+ * own back-off), then per domain wait until a valid certificate is served, across a CA's rate
+ * limits (src/workflows/wait-steps.ts).
  */
 import type { Step } from './model';
 import { slug, step, type Ctx } from './commands';
@@ -7,16 +9,51 @@ import { sh } from './shell';
 
 export function certificates(ctx: Ctx): Step[] {
   const { plan } = ctx;
-  return (plan.certificates?.domains ?? []).map((domain) =>
-    step(ctx, {
-      id: `certificates/tenant/${slug(domain)}`,
-      phase: 'certificates',
-      title: `A valid certificate is served for ${domain} (waits out ACME rate limits)`,
-      host: 'worker',
-      kind: 'wait-cert',
-      command: sh('tls', `${plan.destination.publicAddress}:443`, `servername=${domain}`),
-      params: { domain, address: plan.destination.publicAddress, pollInterval: plan.certificates?.wait.pollInterval ?? '5m', maxWait: plan.certificates?.wait.maxWait ?? '7d' },
-      profile: 'poll',
-    }),
-  );
+  const certs = plan.certificates;
+  if (!certs) return [];
+  const caddy = plan.caddy;
+  const retryCommand = caddy ? ctx.inside(caddy.container, caddy.binary, 'reload', '--config', caddy.configPath, '--adapter', 'caddyfile', '--force') : undefined;
+  // Only the certificate lines of the log's end: the log may hold every request too.
+  const readLog =
+    caddy?.logFile !== undefined ? ctx.inside(caddy.container, 'sh', '-c', 'tail -c 8000000 "$1" | grep -F \'"logger":"tls.obtain"\' | tail -n 2000', 'read-log', caddy.logFile) : undefined;
+  const steps: Step[] = [];
+  if (caddy && retryCommand) {
+    steps.push(
+      step(ctx, {
+        id: 'certificates/tenant/caddy-retry',
+        phase: 'certificates',
+        container: caddy.container,
+        title: 'Make Caddy retry every pending certificate now (caddy reload --force: DNS points here since the cutover)',
+        host: 'destination',
+        kind: 'run',
+        command: retryCommand,
+      }),
+    );
+  }
+  for (const domain of certs.domains) {
+    steps.push(
+      step(ctx, {
+        id: `certificates/tenant/${slug(domain)}`,
+        phase: 'certificates',
+        title: `A valid certificate is served for ${domain}${certs.issuer ? ` by ${certs.issuer}` : ''} (waits out ACME rate limits)`,
+        host: 'worker',
+        kind: 'wait-cert',
+        command: sh('tls', `${plan.destination.publicAddress}:443`, `servername=${domain}`),
+        params: {
+          domain,
+          address: plan.destination.publicAddress,
+          pollInterval: certs.wait.pollInterval,
+          maxWait: certs.wait.maxWait,
+          ...(certs.caFile ? { caFile: certs.caFile } : {}),
+          ...(certs.issuer ? { issuer: certs.issuer } : {}),
+          ...(readLog ? { readLog } : {}),
+          ...(retryCommand ? { retryCommand } : {}),
+          // The step runs on the worker; its log read and retry run on the destination, as its other commands do.
+          ...(plan.hosts.destination.sudo ? { destinationSudo: true } : {}),
+        },
+        profile: 'poll',
+      }),
+    );
+  }
+  return steps;
 }

@@ -67,11 +67,18 @@ export function cutover(ctx: Ctx): Step[] {
     step(ctx, {
       id: 'cutover/tenant/dns-propagated',
       phase: 'cutover',
-      title: `Wait until ${dns.authoritativeServers.join(', ')} answer the new records, then ${dns.oldTtlSeconds}s for old TTLs`,
+      title: `Wait until ${dns.authoritativeServers.join(', ')} answer the new records (A and NS, authoritatively), then ${dns.oldTtlSeconds}s for old TTLs`,
       host: 'worker',
       kind: 'wait-dns',
-      command: dns.authoritativeServers.map((server) => sh('dig', `@${server}`, dns.zone, 'A')).join('; '),
-      params: { servers: dns.authoritativeServers, oldTtlSeconds: dns.oldTtlSeconds, zone: dns.zone, records: dns.records.map((r) => JSON.stringify(r)) },
+      command: dns.authoritativeServers.map((server) => sh('dig', '+norecurse', `@${server}`, dns.zone, 'A')).join('; '),
+      params: {
+        servers: dns.authoritativeServers,
+        oldTtlSeconds: dns.oldTtlSeconds,
+        zone: dns.zone,
+        records: dns.records.map((r) => JSON.stringify(r)),
+        pollInterval: dns.wait.pollInterval,
+        maxWait: dns.wait.maxWait,
+      },
       profile: 'poll',
     }),
   );

@@ -5,6 +5,9 @@
 import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
 import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
 import type { GateName, PhaseId } from '../runbook/model';
+import type { WaitRecord } from './waits';
+
+export type { WaitAction, WaitRecord } from './waits';
 
 /** Search attributes that make migrations findable in the Web UI (registered by the dev-server script). */
 export const TENANT_ATTR = defineSearchAttributeKey('GboTenant', SearchAttributeType.KEYWORD);
@@ -64,6 +67,8 @@ export interface MigrationStatus {
   paused: boolean;
   /** What the migration waits for right now, if anything. */
   waitingFor?: string;
+  /** Every wait (open ones first), with what it waits for, since and until when, and who woke or extended it. */
+  waits: WaitRecord[];
   steps: Record<string, StepState>;
   failures: Record<string, string>;
   skipped: SkippedStep[];
@@ -112,6 +117,11 @@ export const pauseUpdate = defineUpdate<string, [{ by: string; reason: string }]
 export const resumeUpdate = defineUpdate<string, [{ by: string }]>('resume');
 /** Run the verification matrix again (after fixing a service by hand); only at the cutover gate. */
 export const reverifyUpdate = defineUpdate<string, [{ by: string; reason: string }]>('reverify');
+
+/** End a wait now (DNS, old TTLs, a CA's rate limit, a certificate, the verification window), as if it were over. */
+export const wakeUpdate = defineUpdate<WaitRecord, [{ wait?: string; by: string; reason: string }]>('wake');
+/** Make a wait (gates included) longer by a duration (`for`: 30m, 2h, 3d) from its current end. */
+export const extendUpdate = defineUpdate<WaitRecord, [{ wait?: string; for: string; by: string; reason: string }]>('extend');
 
 /**
  * Between a migration and its container children (not for operators): a child reports each step

@@ -23,7 +23,8 @@ import { checkInput, type CheckedInput, type MigrateTenantInput } from './input'
 import { TENANT_ATTR, workflowIdOf, type Approval, type MatrixEntry, type SkippedStep } from './messages';
 import { migrateContainer } from './migrate-container';
 import { MigrationState } from './operator-state';
-import { msOf, runSteps, STEP_FAILED } from './run-steps';
+import { runSteps, STEP_FAILED } from './run-steps';
+import { durationMs } from './wait-steps';
 
 export type { MigrateTenantInput } from './input';
 
@@ -124,14 +125,14 @@ export async function migrateTenant(input: MigrateTenantInput): Promise<Migratio
       return;
     }
     const approved = () => state.approvals.some((a) => a.gate === name);
-    const deadline = Date.now() + msOf(plan.approvals.gateTimeout);
+    let deadline = Date.now() + durationMs(plan.approvals.gateTimeout);
     state.atGate = name;
     state.gateTitle = title;
     for (;;) {
-      const left = Math.max(0, deadline - Date.now());
-      const woke = await state.waitFor(`approval of the ${name} gate${title ? `: ${title}` : ''}`, () => approved() || state.reverifyPending, `${left}ms` as const);
-      if (!woke) throw ApplicationFailure.nonRetryable(`no approval for the ${name} gate within ${plan.approvals.gateTimeout}`, 'GateTimeout');
+      const waited = await state.waits.gate(`gate/${name}`, `approval of the ${name} gate${title ? `: ${title}` : ''}`, deadline, () => approved() || state.reverifyPending);
+      if (!waited.passed) throw ApplicationFailure.nonRetryable(`no approval for the ${name} gate within ${plan.approvals.gateTimeout} (the plan's approvals.gateTimeout, with any extensions)`, 'GateTimeout');
       if (approved()) break;
+      deadline = waited.until;
       // An operator fixed something by hand and asked for the matrix again; the gate sees the new one.
       await verify();
       state.enter('cutover');

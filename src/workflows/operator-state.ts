@@ -22,6 +22,8 @@ import { allSteps, CONTAINER_PHASES, GATE_NAMES, type GateName, type PhaseId, ty
 import {
   approveUpdate,
   childControlSignal,
+  extendUpdate,
+  wakeUpdate,
   childReportSignal,
   pauseUpdate,
   PHASE_ATTR,
@@ -42,6 +44,8 @@ import {
 } from './messages';
 import { derivedValues } from '../runbook/values';
 import { hostTargets, newStepLog, type RunContext, type StepLog } from './run-steps';
+import { durationMs } from './wait-steps';
+import { Waits } from './waits';
 
 const now = () => new Date().toISOString();
 const required = (field: string, value: string | undefined, what: string) => {
@@ -53,6 +57,8 @@ export class StepControl {
   readonly log: StepLog;
   paused = false;
   waitingFor: string | undefined;
+  /** Bounded waits an operator can wake or extend (the tenant's; a container's child has none). */
+  readonly waits = new Waits();
   /** Decisions taken but not yet acted on, by step. */
   protected readonly pending = new Map<string, Decision>();
 
@@ -62,7 +68,7 @@ export class StepControl {
 
   /** How a chain of steps runs under this control: failures wait for `decide`, pauses hold it. */
   runContext(plan: Plan, mode: Mode, onFailure: 'wait' | 'fail' = 'wait'): RunContext {
-    return { mode, hosts: hostTargets(plan), log: this.log, onFailure, decide: this.decide, whilePaused: this.whilePaused, skippedInChain: [] };
+    return { mode, hosts: hostTargets(plan), log: this.log, onFailure, decide: this.decide, whilePaused: this.whilePaused, skippedInChain: [], waits: this.waits };
   }
 
   /** Waits for `predicate`, showing `label` in status meanwhile; false if `timeout` ran out. */
@@ -202,7 +208,8 @@ export class MigrationState extends StepControl {
       mode: this.mode,
       phase: this.phase,
       paused: this.paused,
-      waitingFor: this.waitingFor ?? this.childWaiting(),
+      waitingFor: this.waitingFor ?? this.waits.describe() ?? this.childWaiting(),
+      waits: [...this.waits.active(), ...this.waits.records.filter((w) => w.state !== 'waiting')],
       steps: { ...log.states },
       failures: { ...log.failures },
       skipped: [...log.skipped],
@@ -343,6 +350,20 @@ export class MigrationState extends StepControl {
         },
       },
     );
+    setHandler(wakeUpdate, ({ wait, by, reason }) => this.waits.wake(wait, by, reason), {
+      validator: ({ wait, by, reason }) => {
+        required('by', by, 'who wakes the wait');
+        required('reason', reason, 'a reason');
+        this.waits.checkWake(wait);
+      },
+    });
+    setHandler(extendUpdate, ({ wait, for: duration, by, reason }) => this.waits.extend(wait, durationMs(duration), by, reason), {
+      validator: ({ wait, for: duration, by, reason }) => {
+        required('by', by, 'who extends the wait');
+        required('reason', reason, 'a reason');
+        this.waits.checkExtend(wait, durationMs(duration));
+      },
+    });
     setHandler(
       reverifyUpdate,
       ({ by, reason }) => {

@@ -3,7 +3,7 @@
  * step kind, and the loop that executes steps in order, keeping learned values and step states.
  * A failed step either fails the run or waits for an operator's retry or skip, as the caller says.
  */
-import { ActivityCancellationType, ApplicationFailure, isCancellation, proxyActivities, sleep } from '@temporalio/workflow';
+import { ActivityCancellationType, ApplicationFailure, isCancellation, proxyActivities } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import type { HostTarget } from '../activities/executor';
 import type { Mode, StepInput, StepOutcome } from '../activities/steps';
@@ -12,6 +12,8 @@ import type { HostRole, Plan } from '../plan/schema';
 import type { Step, StepProfile } from '../runbook/model';
 import { derivedValues, valuesFor } from '../runbook/values';
 import type { Decision, SkippedStep, StepState } from './messages';
+import { waitForCertificate, waitForDns, waitWindow } from './wait-steps';
+import type { Waits } from './waits';
 
 const nonRetryableErrorTypes = [...NON_RETRYABLE];
 
@@ -109,6 +111,13 @@ export interface RunContext {
    * check passes is `precondition-skipped`, not `already-done`. Shared across `runSteps` calls.
    */
   skippedInChain?: string[];
+  /** Where the long waits (DNS, certificates, the verification window) are recorded, woken and extended. */
+  waits?: Waits;
+}
+
+function waitsOf(step: Step, ctx: RunContext): Waits {
+  if (!ctx.waits) throw ApplicationFailure.nonRetryable(`${step.id}: a ${step.kind} step runs only in the tenant's migration, which records its waits`, 'BadPlan');
+  return ctx.waits;
 }
 
 /** Executes one step by kind. Dry runs record every step through `runStep`. */
@@ -137,43 +146,14 @@ async function execute(step: Step, ctx: RunContext): Promise<StepOutcome> {
     case 'zone-update':
       return act.updateZone(input);
     case 'wait-dns':
+      return waitForDns(step, input, waitsOf(step, ctx));
     case 'wait-cert':
-      return pollUntilOk(step, input);
-    case 'wait-window': {
-      const started = new Date();
-      await sleep(String(step.params?.duration ?? '0s') as `${number}s`);
-      return { id: step.id, host: 'worker', status: 'done', command: '', startedAt: started.toISOString(), durationMs: Date.now() - started.getTime() };
-    }
+      return waitForCertificate(step, input, waitsOf(step, ctx));
+    case 'wait-window':
+      return waitWindow(step, waitsOf(step, ctx));
     case 'gate':
       throw ApplicationFailure.nonRetryable(`${step.id}: gates are the workflow's, not a step to execute`, 'BadPlan');
   }
-}
-
-/** Durable poll: one check per interval until it passes or the plan's maximum wait is over. */
-async function pollUntilOk(step: Step, input: StepInput): Promise<StepOutcome> {
-  const interval = String(step.params?.pollInterval ?? '30s');
-  const maxWait = String(step.params?.maxWait ?? '7d');
-  const deadline = Date.now() + msOf(maxWait);
-  for (;;) {
-    const outcome = step.kind === 'wait-dns' ? await proxies.quick.checkDns(input) : await proxies.quick.checkCertificate(input);
-    if (outcome.ok && step.kind === 'wait-dns') {
-      // Resolvers may serve the old records until their TTL runs out: the wait the step promises.
-      const ttl = Number(step.params?.oldTtlSeconds ?? 0);
-      if (ttl > 0) await sleep(ttl * 1000);
-      return { ...outcome, output: `${outcome.output ?? ''}${ttl > 0 ? `; then ${ttl}s for the old records' TTL` : ''}`, durationMs: Date.now() - Date.parse(outcome.startedAt) };
-    }
-    if (outcome.ok) return outcome;
-    if (Date.now() >= deadline) throw ApplicationFailure.nonRetryable(`${step.id}: still not there after ${maxWait}: ${outcome.output ?? ''}`, 'WaitExpired');
-    await sleep(interval as `${number}s`);
-  }
-}
-
-/** `90s`, `15m`, `2h`, `3d`, `500ms` to milliseconds (the schema admits only these). */
-export function msOf(d: string): number {
-  const m = /^(\d+)(ms|s|m|h|d)$/.exec(d);
-  if (!m) throw ApplicationFailure.nonRetryable(`not a duration: ${d}`, 'BadPlan');
-  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[m[2] as 'ms' | 's' | 'm' | 'h' | 'd'];
-  return Number(m[1]) * unit;
 }
 
 /** The innermost message of a failure, trimmed. */

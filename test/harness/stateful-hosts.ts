@@ -479,6 +479,8 @@ export class StatefulHosts implements CommandExecutor {
    * Seeded with the source's address; a test changes it as an operator does at the provider.
    */
   readonly publicDns: Record<string, string> = {};
+  /** NS records the authoritative servers answer, by owner name (set at the start from the plan). */
+  readonly publicNs: Record<string, string[]> = {};
 
   private readonly table: Handler[];
   private readonly inside: InsideHandler[];
@@ -510,9 +512,9 @@ export class StatefulHosts implements CommandExecutor {
       ipForward: '0',
       ufw: { active: false, allowed: [], routed: false },
     };
-    for (const r of plan.dns.records.filter((x) => x.type === 'A')) {
-      this.publicDns[r.name === '@' ? plan.dns.zone : `${r.name}.${plan.dns.zone}`] = plan.hosts.source.address;
-    }
+    const owner = (name: string) => (name === '@' ? plan.dns.zone : `${name}.${plan.dns.zone}`);
+    for (const r of plan.dns.records.filter((x) => x.type === 'A')) this.publicDns[owner(r.name)] = plan.hosts.source.address;
+    for (const r of plan.dns.records.filter((x) => x.type === 'NS')) (this.publicNs[owner(r.name)] ??= []).push(r.value);
     this.inside = this.insideHandlers();
     this.table = [...this.sourceHandlers(), ...this.sharedHandlers(), ...this.destinationHandlers(), ...this.networkHandlers(), ...this.wrappers()];
   }
@@ -582,12 +584,22 @@ export class StatefulHosts implements CommandExecutor {
       },
       dnsQuery: async (server, port, name, type) => {
         if (this.plan.dns.authoritativeServers.includes(server) && port === 53) {
-          const a = this.publicDns[name.replace(/\.$/, '')];
+          const bare = name.replace(/\.$/, '');
+          if (type === 'NS') {
+            const ns = this.publicNs[bare] ?? [];
+            return { ok: true, rcode: 0, aa: true, answers: ns.map((data) => ({ name: `${bare}.`, type: 'NS', ttl: 300, data })) };
+          }
+          // A name of its own, else the zone's wildcard.
+          const a = this.publicDns[bare] ?? this.publicDns[`*.${bare.split('.').slice(1).join('.')}`];
           return { ok: true, rcode: 0, aa: true, answers: a && type === 'A' ? [{ name: `${name}.`, type: 'A', ttl: 300, data: a }] : [] };
         }
         return behind('udp', server, port) ? { ok: true, rcode: 0, aa: true, answers: [] } : noAnswer('timeout after 3000 ms');
       },
-      tlsCertificate: async () => ({ ok: false, error: 'no certificates in the fake' }),
+      // Served once the fake CA issued it (Caddy obtains on a reload), for the destination's address only.
+      tlsCertificate: async (host, port, name) =>
+        host === this.plan.destination.publicAddress && port === 443 && this.acme.issued.has(name)
+          ? { ok: true, subject: `CN=${name}`, issuer: 'O=Fake ACME, CN=Fake ACME Intermediate', altNames: [name], validFrom: new Date(Date.now() - 60_000).toISOString(), validTo: new Date(Date.now() + 90 * 86_400_000).toISOString() }
+          : { ok: false, error: 'Client network socket disconnected before secure TLS connection was established (alert 80)' },
       // Test plans name their hosts by address: nothing here resolves, and nothing asks the machine's resolver.
       resolve4: async (name: string) => Promise.reject(new Error(`the fake network resolves no names (${name})`)),
     };
@@ -610,6 +622,65 @@ export class StatefulHosts implements CommandExecutor {
     const go = this.hung.filter((h) => match === undefined || this.matchesKey(match, h.key));
     for (const h of go) h.release();
     return go.length;
+  }
+
+  /**
+   * What the authoritative servers answer once the DNS server reloads `zoneText`: its A and NS
+   * records (owner names made absolute, a blank owner repeats the last one).
+   */
+  /** While true, a reloaded zone is not answered yet (propagation to the authoritative servers lags). */
+  holdDns = false;
+  private heldZone: string | undefined;
+
+  /** The authoritative servers catch up with the last reloaded zone. */
+  releaseDns(): void {
+    this.holdDns = false;
+    if (this.heldZone !== undefined) this.publish(this.heldZone);
+  }
+
+  private publish(zoneText: string): void {
+    if (this.holdDns) {
+      this.heldZone = zoneText;
+      return;
+    }
+    const zone = this.plan.dns.zone;
+    const abs = (n: string) => (n === '@' ? zone : n.endsWith('.') ? n.slice(0, -1) : `${n}.${zone}`);
+    let owner = zone;
+    const ns: Record<string, string[]> = {};
+    for (const raw of zoneText.split('\n')) {
+      const line = raw.replace(/;.*$/, '');
+      if (!line.trim() || line.startsWith('$')) continue;
+      const f = line.trim().split(/\s+/);
+      if (!/^\s/.test(line)) owner = abs(f.shift()!);
+      const rest = f.filter((x) => x !== 'IN' && !/^\d+$/.test(x));
+      if (rest[0] === 'A' && rest[1]) this.publicDns[owner] = rest[1];
+      if (rest[0] === 'NS' && rest[1]) (ns[owner] ??= []).push(rest[1].endsWith('.') ? rest[1] : `${abs(rest[1])}.`);
+    }
+    for (const k of Object.keys(this.publicNs)) delete this.publicNs[k];
+    Object.assign(this.publicNs, ns);
+  }
+
+  /**
+   * The CA behind the destination's Caddy: it refuses new certificates with `rateLimited` until
+   * `rateLimitedUntil` (ms); Caddy logs each attempt as Caddy 2.6 does (`tls.obtain` JSON lines).
+   */
+  readonly acme = { rateLimitedUntil: 0, issued: new Set<string>(), attempts: 0, log: [] as string[] };
+
+  private obtainCertificates(): void {
+    const line = (o: Record<string, unknown>) => this.acme.log.push(JSON.stringify({ ts: Date.now() / 1000, logger: 'tls.obtain', ...o }));
+    for (const name of this.plan.certificates?.domains ?? []) {
+      if (this.acme.issued.has(name)) continue;
+      this.acme.attempts++;
+      line({ level: 'info', msg: 'obtaining certificate', identifier: name });
+      if (Date.now() < this.acme.rateLimitedUntil) {
+        const until = new Date(this.acme.rateLimitedUntil).toISOString().replace(/\.\d+Z$/, 'Z');
+        line({ level: 'error', msg: 'could not get certificate from issuer', identifier: name, error: `HTTP 429 urn:ietf:params:acme:error:rateLimited - too many certificates already issued: retry after ${until}` });
+        line({ level: 'error', msg: 'will retry', error: `[${name}] Obtain: [${name}] HTTP 429 urn:ietf:params:acme:error:rateLimited - retry after ${until}`, attempt: 1, retrying_in: 60 });
+      } else {
+        this.acme.issued.add(name);
+        line({ level: 'info', msg: 'certificate obtained successfully', identifier: name });
+      }
+    }
   }
 
   /** A service in a destination container stops answering its port (the verify probes go red). */
@@ -1788,14 +1859,23 @@ export class StatefulHosts implements CommandExecutor {
       },
       {
         name: 'caddy reload',
-        re: rx(/^(\S+) reload --config <path> --adapter caddyfile$/),
-        run: (i, [, , p = '']) => {
+        re: rx(/^(\S+) reload --config <path> --adapter caddyfile( --force)?$/),
+        run: (i, [, , p = '', force]) => {
           const c = caddyfile(i, p);
           if (!('json' in c)) return c;
-          if (i.loaded.caddy !== c.text) this.effect('destination', `caddy reload in ${i.name}`);
+          const changed = i.loaded.caddy !== c.text;
+          if (changed || force) this.effect('destination', `caddy reload${force ? ' --force' : ''} in ${i.name}`);
           i.loaded.caddy = c.text;
+          // Like Caddy: a (re)load with a new config, or a forced one, tries every name without a certificate now.
+          if (changed || force) this.obtainCertificates();
           return ok();
         },
+      },
+      {
+        name: "Caddy's log (tls.obtain lines)",
+        query: true,
+        re: rx(/^sh -c 'tail -c \d+ "\$1" \| grep -F .*tls\.obtain.* \| tail -n \d+' read-log <path>$/),
+        run: (i, [, p = '']) => (i.name === this.plan.caddy?.container && p === this.plan.caddy.logFile ? ok(this.acme.log.map((l) => `${l}\n`).join('')) : noFile(p)),
       },
       {
         name: 'cp -p',
@@ -1877,6 +1957,7 @@ export class StatefulHosts implements CommandExecutor {
           const zone = this.plan.dns.zoneFile ? (i.files[this.plan.dns.zoneFile]?.content ?? '') : '';
           if (i.loaded.coredns !== zone) this.effect('destination', `reload the DNS server in ${i.name}`);
           i.loaded.coredns = zone;
+          this.publish(zone);
           return ok();
         },
       },

@@ -1,0 +1,110 @@
+/**
+ * The runbook's long waits as workflow code: DNS propagation then the old records' TTL, a
+ * certificate per domain across a CA's rate limits, the verification window. Each is a recorded
+ * wait (`waits.ts`): bounded by the plan, shown in status, woken or extended by an operator.
+ *
+ * Polls are one activity each whose attempts the server retries (every `pollInterval`, sooner at
+ * first): a poll of days costs the history the same few events as a poll of seconds.
+ */
+import { ActivityCancellationType, ApplicationFailure, proxyActivities } from '@temporalio/workflow';
+import type { Activities } from '../activities';
+import type { StepInput, StepOutcome } from '../activities/steps';
+import { NON_RETRYABLE } from '../errors';
+import type { Step } from '../runbook/model';
+import type { Waits } from './waits';
+
+/** Failure type of a wait that reached the end the plan gives it (the operator retries, extends or skips). */
+export const WAIT_EXPIRED = 'WaitExpired';
+
+/** A poll activity: retried by the server until the awaited thing is there; each attempt is short. */
+function pollActivities(pollInterval: string): Activities {
+  const interval = durationMs(pollInterval);
+  return proxyActivities<Activities>({
+    startToCloseTimeout: '2 minutes',
+    heartbeatTimeout: '20 seconds',
+    cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+    // Quick at first (a certificate arrives seconds after Caddy retries), then every pollInterval.
+    retry: { initialInterval: Math.min(1000, interval), backoffCoefficient: 2, maximumInterval: interval, nonRetryableErrorTypes: [...NON_RETRYABLE] },
+  });
+}
+
+/** The plan's durations (`90s`, `15m`, `2h`, `3d`, `500ms`) in ms; an error names the value. */
+export function durationMs(d: string): number {
+  const m = /^(\d+)(ms|s|m|h|d)$/.exec(String(d));
+  if (!m) throw new Error(`for: expected a duration like 90s, 30m, 2h or 3d, got ${JSON.stringify(d)}`);
+  return Number(m[1]) * { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[m[2] as 'ms' | 's' | 'm' | 'h' | 'd'];
+}
+
+const at = (ms: number) => new Date(ms).toISOString();
+
+function outcome(step: Step, started: number, output: string, extra: Partial<StepOutcome> = {}): StepOutcome {
+  return { id: step.id, host: 'worker', status: 'done', command: step.command, startedAt: at(started), durationMs: Date.now() - started, output, ...extra };
+}
+
+function expired(step: Step, maxWait: string, what: string): ApplicationFailure {
+  return ApplicationFailure.create({
+    type: WAIT_EXPIRED,
+    nonRetryable: true,
+    message: `${step.id}: ${what}: still not there after ${maxWait} (the plan's maxWait); retry to wait again, or skip with a reason`,
+  });
+}
+
+/** DNS: every authoritative server answers every changed record (authoritative answer), then the old TTL runs out. */
+export async function waitForDns(step: Step, input: StepInput, waits: Waits): Promise<StepOutcome> {
+  const started = Date.now();
+  const p = step.params ?? {};
+  const maxWait = String(p.maxWait ?? '7d');
+  const servers = (p.servers as string[] | undefined) ?? [];
+  const what = `${servers.join(', ')} to answer the new records authoritatively`;
+  const r = await waits.poll(step.id, what, started + durationMs(maxWait), () => pollActivities(String(p.pollInterval ?? '30s')).checkDns(input));
+  if (r.kind === 'expired') throw expired(step, maxWait, what);
+  const answered = r.kind === 'woken' ? `woken by ${r.by} before the servers agreed (${r.reason})` : (r.value.output ?? 'all servers answer the new records');
+  // Resolvers may serve the old records until their TTL runs out: the wait the step promises.
+  const ttl = Number(p.oldTtlSeconds ?? 0);
+  if (ttl <= 0) return outcome(step, started, answered);
+  const ttlWait = await waits.timer(`${step.id}/old-ttl`, `resolvers to drop the old records (their TTL, ${ttl}s)`, Date.now() + ttl * 1000);
+  return outcome(step, started, `${answered}; then ${ttlWait === 'woken' ? 'the old records\' TTL wait was woken' : `${ttl}s for the old records' TTL`}`);
+}
+
+/**
+ * A certificate for one domain: poll the destination over TLS (valid now, for the name, from the
+ * expected CA). When Caddy's log shows the CA's rate limit, sleep until its retry time, make Caddy
+ * retry at once (it would otherwise wait on its own schedule, up to hours), and poll again.
+ */
+export async function waitForCertificate(step: Step, input: StepInput, waits: Waits): Promise<StepOutcome> {
+  const started = Date.now();
+  const p = step.params ?? {};
+  const maxWait = String(p.maxWait ?? '7d');
+  const deadline = started + durationMs(maxWait);
+  const domain = String(p.domain);
+  const acts = pollActivities(String(p.pollInterval ?? '5m'));
+  const what = `a valid certificate served for ${domain}${p.issuer ? ` issued by ${String(p.issuer)}` : ''}`;
+  const limits: string[] = [];
+  // Log lines older than the last retry Caddy was made to do say nothing about the next attempt;
+  // at first every line counts (the phase's first step made Caddy retry just before this one).
+  let since: number | undefined;
+  for (let round = 0; ; round++) {
+    const r = await waits.poll(round === 0 ? step.id : `${step.id}/${round}`, what, deadline, () => acts.checkCertificate({ ...input, ...(since === undefined ? {} : { since: at(since) }) }));
+    if (r.kind === 'expired') throw expired(step, maxWait, what);
+    if (r.kind === 'woken') return outcome(step, started, `woken by ${r.by} (${r.reason}); no valid certificate was seen`);
+    if (r.value.ok) return outcome(step, started, [...limits, r.value.output ?? 'valid'].join('; '), { ok: true });
+    const retryAt = Date.parse(r.value.retryAt ?? '');
+    if (Number.isNaN(retryAt)) throw ApplicationFailure.nonRetryable(`${step.id}: the certificate check returned neither a certificate nor a retry time`, 'BadOutcome');
+    limits.push(`rate-limited until ${at(retryAt)}`);
+    if (retryAt > Date.now()) {
+      const slept = await waits.timer(`${step.id}/rate-limit-${round + 1}`, `the CA's rate limit for ${domain} to end`, Math.min(retryAt, deadline));
+      if (slept === 'over' && retryAt > deadline) throw expired(step, maxWait, what);
+    }
+    // Caddy ignores the CA's retry time and follows its own back-off: make it retry every pending name now.
+    since = Date.now();
+    await acts.retryCertificates(input);
+  }
+}
+
+/** The verification window: the migrated tenant runs this long before cleanup may be approved. */
+export async function waitWindow(step: Step, waits: Waits): Promise<StepOutcome> {
+  const started = Date.now();
+  const duration = String(step.params?.duration ?? '0s');
+  const r = await waits.timer(step.id, `the verification window (${duration}) before cleanup`, started + durationMs(duration));
+  return outcome(step, started, r === 'woken' ? `window of ${duration} woken early` : `ran ${duration}`);
+}
