@@ -1,0 +1,176 @@
+/**
+ * The certificate wait on the lab, across a CA rate limit: the lab tenant migrated on its own
+ * Temporal dev server (SQLite, so it can be restarted) by a worker process (so it can be killed),
+ * with the lab's ACME CA (pebble behind the lab's rate-limiting front, lab/acme-front.mjs)
+ * refusing new certificates for `windowS` seconds from the moment DNS has propagated.
+ *
+ * Measured in the same run: how long after the CA's limit ended every certificate was served and
+ * verified over TLS, and when Caddy on its own would have retried (its `will retry` lines).
+ * Used by the e2e test (with a worker kill and a server restart during the wait) and the benchmark.
+ */
+import { Client, Connection } from '@temporalio/client';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startMigration } from '../../src/client';
+import { loadPlan } from '../../src/plan/load';
+import type { Plan } from '../../src/plan/schema';
+import type { MigrationReport } from '../../src/workflows/migrate-tenant';
+import { approveUpdate, statusQuery, wakeUpdate, type MigrationStatus, type WaitRecord } from '../../src/workflows/messages';
+import { DevServer, freePort, sleep, WorkerProcess } from '../faults/processes';
+
+export interface CertificateScenarioOptions {
+  repo: string;
+  labRoot: string;
+  /** The CA refuses new certificates this long after DNS has propagated. */
+  windowS: number;
+  /** During the rate-limit wait: SIGKILL the worker, restart the Temporal server, start a worker again. */
+  faults: boolean;
+  log: (line: string) => void;
+}
+
+export interface CertificateScenarioResult {
+  report: MigrationReport;
+  /** The rate-limit wait as status showed it, and the status then. */
+  limitWait: WaitRecord;
+  statusDuringWait: MigrationStatus;
+  /** Status after the faults, still in the wait. */
+  statusAfterFaults?: MigrationStatus;
+  limitEndsAt: number;
+  /** Every certificate verified over TLS, this long after the limit ended. */
+  verifiedAfterMs: number;
+  /** Caddy's own next attempt after the limit, from its last `will retry` line before it. */
+  caddyOwnRetryAfterMs?: number;
+  caddyAttemptsDuringLimit: number;
+  faults?: { workerKilledAt: number; serverDownMs: number; workerBackAt: number };
+}
+
+/** The lab plan with the certificate phase on: 1 s polls, a short verification window. */
+export function certificatePlan(labRoot: string): Plan {
+  const lab = loadPlan(`${labRoot}/plan.yaml`);
+  if (!lab.certificates || !lab.caddy?.logFile) throw new Error(`${labRoot}/plan.yaml has no certificates or caddy.logFile: an older lab? run lab/up.sh`);
+  return {
+    ...lab,
+    certificates: { ...lab.certificates, wait: { pollInterval: '1s', maxWait: '30m' } },
+    dns: { ...lab.dns, wait: { pollInterval: '1s', maxWait: '30m' } },
+    approvals: { ...lab.approvals, cutover: false, verificationWindow: '3s' },
+  };
+}
+
+const openWait = (s: MigrationStatus, f: (w: WaitRecord) => boolean) => s.waits.find((w) => w.state === 'waiting' && f(w));
+
+/** `tls.obtain` lines of the destination's Caddy (the proxy container's log), parsed. */
+interface ObtainLine {
+  ts: number;
+  msg: string;
+  retrying_in?: number;
+  identifier?: string;
+  error?: string;
+}
+
+function caddyObtainLines(plan: Plan, labRoot: string): ObtainLine[] {
+  const r = spawnSync(
+    'ssh',
+    ['-i', `${labRoot}/ssh/id_ed25519`, '-o', 'BatchMode=yes', '-o', `UserKnownHostsFile=${labRoot}/ssh/known_hosts`, `root@${plan.hosts.destination.address}`, `incus exec ${plan.caddy!.container} -- cat ${plan.caddy!.logFile!}`],
+    { encoding: 'utf8', timeout: 60_000, maxBuffer: 256 * 1024 * 1024 },
+  );
+  if (r.status !== 0) throw new Error(`reading Caddy's log: exit ${r.status} ${r.stderr}`);
+  return r.stdout
+    .split('\n')
+    .filter((l) => l.includes('"tls.obtain"'))
+    .map((l) => JSON.parse(l) as ObtainLine);
+}
+
+export async function runCertificateScenario(o: CertificateScenarioOptions): Promise<CertificateScenarioResult> {
+  const { labRoot, log } = o;
+  const plan = certificatePlan(labRoot);
+  const limitFile = join(labRoot, 'acme', 'rate-limited-until');
+  writeFileSync(limitFile, '');
+  const dir = mkdtempSync(join(tmpdir(), 'gbo-certs-'));
+  const cli = execFileSync('bash', [join(o.repo, 'scripts', 'temporal-cli.sh')], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] }).trim();
+  const server = new DevServer(cli, await freePort(), dir);
+  const taskQueue = `certs-${Date.now()}`;
+  const worker = new WorkerProcess(o.repo, dir, { TEMPORAL_ADDRESS: server.address, TEMPORAL_NAMESPACE: 'default', GBO_TASK_QUEUE: taskQueue, GBO_SECRETS_DIRS: join(labRoot, 'ssh') });
+  let connection: Connection | undefined;
+  try {
+    await server.start();
+    await worker.start();
+    connection = await Connection.connect({ address: server.address });
+    let client = new Client({ connection });
+    const handle = await startMigration(client, plan, 'live', taskQueue);
+    log(`started ${handle.workflowId} on ${server.address} (worker pid ${worker.pid})`);
+    const until = async (what: string, pred: (s: MigrationStatus) => boolean, ms = 10 * 60_000): Promise<MigrationStatus> => {
+      const deadline = Date.now() + ms;
+      for (;;) {
+        const s = await client.workflow.getHandle(handle.workflowId).query(statusQuery).catch(() => undefined);
+        if (s && pred(s)) return s;
+        const failed = Object.entries(s?.failures ?? {});
+        if (failed.length) throw new Error(`waiting for ${what}: failed: ${failed.map(([k, v]) => `${k}: ${v}`).join('\n')}`);
+        if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}: phase ${s?.phase}, waiting for ${s?.waitingFor}`);
+        await sleep(500);
+      }
+    };
+
+    // DNS has propagated; the old records' TTL wait begins. From now the CA refuses for windowS.
+    await until('the old TTL wait', (s) => openWait(s, (w) => w.id === 'cutover/tenant/dns-propagated/old-ttl') !== undefined);
+    const limitEndsAt = Math.ceil((Date.now() + o.windowS * 1000) / 1000) * 1000;
+    writeFileSync(limitFile, `${new Date(limitEndsAt).toISOString().replace(/\.000Z$/, 'Z')}\n`);
+    log(`the CA rate-limits until ${new Date(limitEndsAt).toISOString()}`);
+    // The lab's resolvers cache nothing: the TTL wait is woken, as an operator would, recorded.
+    await client.workflow.getHandle(handle.workflowId).executeUpdate(wakeUpdate, { args: [{ by: 'certificate-scenario', reason: 'the lab has no caching resolvers' }] });
+
+    const statusDuringWait = await until('the rate-limit wait', (s) => openWait(s, (w) => /\/rate-limit-\d+$/.test(w.id)) !== undefined, 5 * 60_000);
+    const limitWait = openWait(statusDuringWait, (w) => /\/rate-limit-\d+$/.test(w.id))!;
+    log(`status: waiting for ${limitWait.what} until ${limitWait.until} (${statusDuringWait.waitingFor})`);
+
+    let faults: CertificateScenarioResult['faults'];
+    let statusAfterFaults: MigrationStatus | undefined;
+    if (o.faults) {
+      const workerKilledAt = await worker.kill();
+      log('worker SIGKILLed during the wait');
+      await connection.close();
+      const down = Date.now();
+      await server.stop('SIGTERM');
+      await server.start();
+      const serverDownMs = Date.now() - down;
+      log(`Temporal server restarted (down ${(serverDownMs / 1000).toFixed(1)} s)`);
+      connection = await Connection.connect({ address: server.address });
+      client = new Client({ connection });
+      await worker.start();
+      const workerBackAt = Date.now();
+      log(`worker back (pid ${worker.pid})`);
+      faults = { workerKilledAt, serverDownMs, workerBackAt };
+      statusAfterFaults = await until('the wait after the restarts', (s) => s.waits.some((w) => w.id === limitWait.id));
+      if (Date.now() > limitEndsAt) log(`warning: the faults took past the end of the limit; the window (${o.windowS} s) is too short for them`);
+    }
+
+    await until('the cleanup gate', (s) => s.gate?.name === 'cleanup', 10 * 60_000);
+    await client.workflow.getHandle(handle.workflowId).executeUpdate(approveUpdate, { args: [{ gate: 'cleanup', by: 'certificate-scenario', reason: 'certificates verified' }] });
+    const report = (await client.workflow.getHandle(handle.workflowId).result()) as MigrationReport;
+
+    const certSteps = report.phases.find((p) => p.id === 'certificates')!.steps.filter((s) => s.id !== 'certificates/tenant/caddy-retry');
+    const verifiedAt = Math.max(...certSteps.map((s) => Date.parse(s.startedAt) + s.durationMs));
+    const lines = caddyObtainLines(plan, labRoot);
+    const firstLimited = lines.find((l) => l.error?.includes('rateLimited'));
+    const retriesBefore = lines.filter((l) => l.msg === 'will retry' && l.ts * 1000 < limitEndsAt && l.error?.includes('rateLimited') && typeof l.retrying_in === 'number');
+    // Caddy's own schedule: each `will retry` line announces its next attempt; the first one after the limit is when Caddy alone would have got it.
+    const ownNext = retriesBefore.map((l) => l.ts * 1000 + l.retrying_in! * 1000).filter((t) => t >= limitEndsAt);
+    return {
+      report,
+      limitWait,
+      statusDuringWait,
+      ...(statusAfterFaults ? { statusAfterFaults } : {}),
+      limitEndsAt,
+      verifiedAfterMs: verifiedAt - limitEndsAt,
+      ...(ownNext.length ? { caddyOwnRetryAfterMs: Math.min(...ownNext) - limitEndsAt } : {}),
+      caddyAttemptsDuringLimit: lines.filter((l) => l.msg === 'obtaining certificate' && l.ts * 1000 >= (firstLimited?.ts ?? 0) * 1000 && l.ts * 1000 < limitEndsAt).length,
+      ...(faults ? { faults } : {}),
+    };
+  } finally {
+    writeFileSync(limitFile, '');
+    await worker.stop();
+    await connection?.close().catch(() => undefined);
+    await server.stop('SIGTERM');
+  }
+}
