@@ -97,7 +97,7 @@ program
 program
   .command('approve')
   .argument('<tenant>')
-  .requiredOption('--gate <gate>', 'cutover, dns (DNS hosted elsewhere: the records are changed at the provider) or cleanup')
+  .requiredOption('--gate <gate>', 'cutover, dns (DNS hosted elsewhere: the records are changed at the provider), domains (remove the proxy domains no DNS record points here) or cleanup')
   .requiredOption('--by <name>', 'who approves')
   .requiredOption('--reason <text>', 'why')
   .option('--override', 'cut over although the verification matrix is red (recorded)')

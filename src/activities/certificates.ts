@@ -2,12 +2,14 @@
  * Certificates: is a valid certificate served for a domain (TLS with SNI, valid now, for the
  * name, chaining to the plan's CA, from the expected issuer)? If not, what does Caddy's log say:
  * a CA's rate limit (its retry time goes back to the workflow, which sleeps until then), other
- * ACME errors, DNS not pointing here. And making Caddy retry every pending name at once.
+ * ACME errors, DNS not pointing here. Making Caddy retry every pending name at once. And the
+ * proxy's domains that no DNS record points here, before any of that.
  */
 import { ApplicationFailure } from '@temporalio/activity';
 import { readFile } from 'node:fs/promises';
+import { adaptedHosts } from '../proxy/caddy';
 import { describeObtainEvent, latestObtainEvent } from '../proxy/caddy-log';
-import { realNet } from '../probe/probes';
+import { realNet, type NetProbes } from '../probe/probes';
 import { badPlan, commandFailed, commandOf, liveExecutor, outcomeOf, type ActivityDeps, type StepInput, type StepOutcome } from './common';
 import { withHeartbeat, type Heartbeat } from './heartbeat';
 
@@ -48,6 +50,48 @@ async function checkCertificate(deps: ActivityDeps, input: StepInput, hb: Heartb
   throw ApplicationFailure.retryable(`not yet: ${why}`, 'NotYet');
 }
 
+/** Does some A record of `name` point at `address`? In the plan's zone its authoritative servers answer; elsewhere the worker's resolver. */
+async function pointsAt(net: NetProbes, name: string, address: string, zone: string, servers: string[]): Promise<boolean> {
+  if (name === zone || name.endsWith(`.${zone}`)) {
+    for (const server of servers) {
+      const r = await net.dnsQuery(server, 53, name, 'A', 3000);
+      if (r.answers.some((a) => a.type === 'A' && a.data === address)) return true;
+    }
+    return false;
+  }
+  return (await net.resolve4(name).catch((): string[] => [])).includes(address);
+}
+
+/**
+ * The proxy's domains that no DNS record points at the destination: Caddy would try (and fail)
+ * to validate them with the CA at every retry, spending the CA's limits on them. Kept under
+ * `dead-domains` (comma-separated); the workflow asks for the `domains` gate before removing them.
+ */
+async function findDeadDomains(deps: ActivityDeps, input: StepInput, hb: Heartbeat): Promise<StepOutcome> {
+  const { step } = input;
+  const outcome = outcomeOf(step);
+  const p = step.params ?? {};
+  const address = String(p.address);
+  const adapt = commandOf(input, String(p.adapt), p.destinationSudo === true);
+  hb.report({ doing: 'caddy adapt' });
+  const r = await liveExecutor(deps).run(input.hosts.destination, adapt, hb.watch());
+  if (r.exitCode !== 0) throw commandFailed(step, adapt, r, input.hosts.destination);
+  // Names a CA can validate: not addresses, not wildcards (no HTTP challenge for them), not local.
+  const names = adaptedHosts(r.stdout).filter((h) => !/^[\d.]+$/.test(h) && !h.includes('*') && h !== 'localhost');
+  const dead: string[] = [];
+  for (const name of names) {
+    hb.report({ doing: `resolve ${name}` });
+    if (!(await pointsAt(deps.net ?? realNet, name, address, String(p.zone), (p.servers as string[]) ?? []))) dead.push(name);
+  }
+  return outcome({
+    status: 'done',
+    command: adapt,
+    exitCode: 0,
+    captured: { key: 'dead-domains', value: dead.join(',') },
+    output: dead.length ? `no DNS record points at ${address}: ${dead.join(', ')}` : `all ${names.length} domains point at ${address}`,
+  });
+}
+
 /** `caddy reload --force`: Caddy retries every name it has no certificate for, now. */
 async function retryCertificates(deps: ActivityDeps, input: StepInput, hb: Heartbeat): Promise<StepOutcome> {
   const { step } = input;
@@ -65,6 +109,9 @@ export function createCertificateActivities(deps: ActivityDeps) {
   return {
     async checkCertificate(input: StepInput): Promise<StepOutcome> {
       return withHeartbeat(input.step.id, (hb) => checkCertificate(deps, input, hb), deps);
+    },
+    async findDeadDomains(input: StepInput): Promise<StepOutcome> {
+      return withHeartbeat(input.step.id, (hb) => findDeadDomains(deps, input, hb), deps);
     },
     async retryCertificates(input: StepInput): Promise<StepOutcome> {
       return withHeartbeat(input.step.id, (hb) => retryCertificates(deps, input, hb), deps);

@@ -369,6 +369,11 @@ export const planSchema = z
          * wait reads it to tell a CA's rate limit (and its retry time) from other ACME errors.
          */
         logFile: absPath.optional(),
+        /**
+         * argv of a Caddy restart, run in its container: after domains that no DNS record points
+         * here are removed from the config (the guide: restart only after removing them).
+         */
+        restartCommand: commandArgv(16).default(['systemctl', 'restart', 'caddy']),
       })
       .strict()
       .optional(),

@@ -58,6 +58,9 @@ export function rewriteUpstreams(
 interface CaddyToken {
   text: string;
   line: number;
+  /** Offsets in the text: [start, end). */
+  start: number;
+  end: number;
   /** Quoted tokens are never braces, even when their text is `{`. */
   quoted: boolean;
 }
@@ -88,6 +91,7 @@ function tokenizeCaddyfile(text: string): CaddyToken[] {
       continue;
     }
     const startLine = line;
+    const start = i;
     if (c === '"' || c === '`') {
       let s = '';
       i++;
@@ -102,7 +106,7 @@ function tokenizeCaddyfile(text: string): CaddyToken[] {
         i++;
       }
       i++; // closing quote (or end of text)
-      tokens.push({ text: s, line: startLine, quoted: true });
+      tokens.push({ text: s, line: startLine, quoted: true, start, end: i });
       continue;
     }
     let s = '';
@@ -110,7 +114,7 @@ function tokenizeCaddyfile(text: string): CaddyToken[] {
       s += text[i];
       i++;
     }
-    tokens.push({ text: s, line: startLine, quoted: false });
+    tokens.push({ text: s, line: startLine, quoted: false, start, end: i });
   }
   return tokens;
 }
@@ -200,4 +204,69 @@ export function adaptedHosts(json: string): string[] {
 /** Number of unique vhosts in `caddy adapt` JSON (see {@link adaptedHosts}). */
 export function countVhostsAdapted(json: string): number {
   return adaptedHosts(json).length;
+}
+
+/** The host of a site address: `https://a.example.com:443/path` → `a.example.com`. */
+function hostOfAddress(address: string): string {
+  return address
+    .replace(/^[a-z]+:\/\//i, '')
+    .replace(/\/.*$/, '')
+    .replace(/:\d*$/, '')
+    .toLowerCase();
+}
+
+/**
+ * Removes `names` from the Caddyfile's site addresses: an address whose host is one of them goes;
+ * a site left with no address goes with its whole block. Everything else stays byte-identical.
+ * Returns the text and the names found. The global options block and snippets are never touched.
+ *
+ * @throws on a site without braces (a one-site Caddyfile): there is no block to remove safely.
+ */
+export function removeSites(config: string, names: string[]): { text: string; removed: string[] } {
+  const drop = new Set(names.map((n) => n.toLowerCase()));
+  const toks = tokenizeCaddyfile(config);
+  const isOpen = (t: CaddyToken | undefined) => t !== undefined && !t.quoted && t.text === '{';
+  const isClose = (t: CaddyToken | undefined) => t !== undefined && !t.quoted && t.text === '}';
+  const edits: { start: number; end: number; text: string }[] = [];
+  const removed = new Set<string>();
+  let i = 0;
+  while (i < toks.length) {
+    // A top-level entry: its label tokens (site addresses, a snippet name, or none for global options), then its block.
+    const first = i;
+    while (i < toks.length && !isOpen(toks[i])) i++;
+    if (i >= toks.length) {
+      if (first < toks.length) throw new Error(`removeSites: the site at line ${toks[first]!.line} has no braces; remove its addresses by hand`);
+      break;
+    }
+    const open = i;
+    let depth = 0;
+    for (; i < toks.length; i++) {
+      if (isOpen(toks[i])) depth++;
+      else if (isClose(toks[i]) && --depth === 0) break;
+    }
+    const close = i++;
+    const labels = toks.slice(first, open);
+    if (labels.length === 0 || labels[0]!.text.startsWith('(')) continue;
+    const addresses = labels
+      .map((t) => t.text)
+      .join(',')
+      .split(',')
+      .map((a) => a.trim())
+      .filter(Boolean);
+    const keep = addresses.filter((a) => !drop.has(hostOfAddress(a)));
+    if (keep.length === addresses.length) continue;
+    for (const a of addresses) if (drop.has(hostOfAddress(a))) removed.add(hostOfAddress(a));
+    if (keep.length > 0) {
+      edits.push({ start: labels[0]!.start, end: labels[labels.length - 1]!.end, text: keep.join(', ') });
+    } else {
+      // The whole site, with the blank line after it.
+      let end = toks[close]?.end ?? config.length;
+      if (config[end] === '\n') end++;
+      if (config[end] === '\n') end++;
+      edits.push({ start: labels[0]!.start, end, text: '' });
+    }
+  }
+  let text = config;
+  for (const e of edits.sort((a, b) => b.start - a.start)) text = text.slice(0, e.start) + e.text + text.slice(e.end);
+  return { text, removed: [...removed].sort() };
 }

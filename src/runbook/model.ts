@@ -37,8 +37,11 @@ export type StepHost = 'source' | 'destination' | 'worker';
  *   later steps need it).
  * - `gate`: wait for an operator's approval; `command` is empty.
  * - `probe`: a connection test from `host` (TCP, DNS, TLS); part of the verification matrix.
- * - `caddy-rewrite`, `zone-update`: read a file, rewrite it in the worker, write it back.
+ * - `caddy-rewrite`, `zone-update`: read a file, rewrite it in the worker, write it back (Caddy:
+ *   new upstream addresses, or the dead domains removed when `params.remove` names the value).
  * - `wait-dns`, `wait-cert`: durable polls until the world agrees.
+ * - `find-dead-domains`: the proxy's domains that no DNS record points at the destination, kept
+ *   (comma-separated) under `dead-domains`; the `domains` gate and their removal follow if any.
  * - `vault-unseal`: the key comes from the worker's secret store over stdin, never the command.
  * - `env-secret`: a `run` step whose value (`params.valueRef`) the worker resolves and hands to the
  *   command and its check over stdin, never in the command, history, heartbeat or failure.
@@ -59,6 +62,7 @@ export type StepKind =
   | 'wait-dns'
   | 'wait-cert'
   | 'wait-window'
+  | 'find-dead-domains'
   | 'vault-unseal'
   | 'env-secret'
   | 'pin-host-key'
@@ -118,10 +122,11 @@ export interface Step {
 
 /**
  * `cutover`: the matrix is green (or overridden) and the operator says go; `dns`: DNS hosted
- * elsewhere, the operator changed the records at the provider; `cleanup`: the source may go.
+ * elsewhere, the operator changed the records at the provider; `domains`: the proxy's domains no
+ * DNS record points here may be removed from its config; `cleanup`: the source may go.
  */
-export type GateName = 'cutover' | 'dns' | 'cleanup';
-export const GATE_NAMES: readonly GateName[] = ['cutover', 'dns', 'cleanup'];
+export type GateName = 'cutover' | 'dns' | 'domains' | 'cleanup';
+export const GATE_NAMES: readonly GateName[] = ['cutover', 'dns', 'domains', 'cleanup'];
 
 export interface Phase {
   id: PhaseId;

@@ -11,8 +11,10 @@ export function valuesFor(step: Step, values: Record<string, string>): Record<st
   const keys = new Set(texts.flatMap(placeholdersIn));
   if (step.captureAs) keys.add(step.captureAs.key);
   if (typeof step.params?.atLeastCapture === 'string') keys.add(step.params.atLeastCapture);
+  // A rewrite that removes what a capture found (`remove: 'dead-domains'`).
+  if (typeof step.params?.remove === 'string') keys.add(step.params.remove);
   if (step.params?.needsTimesSource !== undefined) keys.add('bytes:source-data');
-  const wantsAddresses = step.kind === 'caddy-rewrite';
+  const wantsAddresses = step.kind === 'caddy-rewrite' && step.params?.remove === undefined;
   return Object.fromEntries(Object.entries(values).filter(([k]) => keys.has(k) || (wantsAddresses && /^(old)?ip:/.test(k))));
 }
 

@@ -227,8 +227,23 @@ export async function migrateTenant(input: MigrateTenantInput): Promise<Migratio
   }
   await runPhase('cutover', pending);
 
-  // 10. Certificates.
-  await runPhase('certificates');
+  // 10. Certificates. First the proxy's domains no DNS record points here: removed only after the
+  // domains gate, and only if there are any (a dry run records every step); their certificate
+  // waits are skipped, recorded with the approver and why.
+  const certs = phaseSteps(runbook, 'certificates');
+  const removal = certs.filter((s) => s.gate === 'domains' && s.kind !== 'gate');
+  await runPhase('certificates', certs.filter((s) => s.kind === 'find-dead-domains'));
+  const dead = (log.values['dead-domains'] ?? '').split(',').filter(Boolean);
+  if (dead.length > 0 || (mode === 'dry-run' && removal.length > 0)) {
+    await gate('domains', `remove ${dead.join(', ') || 'the dead domains'} from the proxy config (no DNS record points at ${plan.destination.publicAddress}); then Caddy restarts`);
+    await runPhase('certificates', removal);
+    const approval = state.approvals.find((a) => a.gate === 'domains')!;
+    for (const s of certs.filter((x) => x.kind === 'wait-cert' && dead.includes(String(x.params?.domain)))) {
+      log.states[s.id] = 'skipped';
+      log.skipped.push({ id: s.id, by: approval.by, reason: `no DNS record points at ${plan.destination.publicAddress}; removed from the proxy config (${approval.reason})` });
+    }
+  }
+  await runPhase('certificates', certs.filter((s) => s.kind !== 'find-dead-domains' && s.gate !== 'domains'));
 
   // 11. Verification window, cleanup gate, source cleanup.
   const cleanup = phaseSteps(runbook, 'cleanup');

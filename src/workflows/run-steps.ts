@@ -145,6 +145,8 @@ async function execute(step: Step, ctx: RunContext): Promise<StepOutcome> {
       return act.resolveAddress(input);
     case 'zone-update':
       return act.updateZone(input);
+    case 'find-dead-domains':
+      return act.findDeadDomains(input);
     case 'wait-dns':
       return waitForDns(step, input, waitsOf(step, ctx));
     case 'wait-cert':

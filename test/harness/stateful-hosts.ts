@@ -26,6 +26,7 @@ import { loadPlan } from '../../src/plan/load';
 import { sourceNameOf, type ContainerPlan, type HostRole, type Plan } from '../../src/plan/schema';
 import type { NetProbes } from '../../src/probe/probes';
 import type { DeviceMap } from '../../src/runbook/build';
+import { adaptedHosts } from '../../src/proxy/caddy';
 
 // ---- the test plan -------------------------------------------------------------------------------
 
@@ -666,13 +667,22 @@ export class StatefulHosts implements CommandExecutor {
    */
   readonly acme = { rateLimitedUntil: 0, issued: new Set<string>(), attempts: 0, log: [] as string[] };
 
-  private obtainCertificates(): void {
+  /** Caddy in `i` tries to obtain a certificate for each name its loaded config serves (of the plan's domains) and lacks. */
+  private obtainCertificates(i: DestinationInstance): void {
     const line = (o: Record<string, unknown>) => this.acme.log.push(JSON.stringify({ ts: Date.now() / 1000, logger: 'tls.obtain', ...o }));
+    const adapted = adaptCaddyfile(i.loaded.caddy ?? '');
+    const served = new Set('json' in adapted ? adaptedHosts(adapted.json) : []);
     for (const name of this.plan.certificates?.domains ?? []) {
-      if (this.acme.issued.has(name)) continue;
+      if (this.acme.issued.has(name) || !served.has(name)) continue;
       this.acme.attempts++;
       line({ level: 'info', msg: 'obtaining certificate', identifier: name });
-      if (Date.now() < this.acme.rateLimitedUntil) {
+      // The CA validates the name: it must resolve to the destination (HTTP-01 reaches this Caddy).
+      const zoneWildcard = `*.${name.split('.').slice(1).join('.')}`;
+      if (Date.now() >= this.acme.rateLimitedUntil && (this.publicDns[name] ?? this.publicDns[zoneWildcard]) !== this.plan.destination.publicAddress) {
+        const error = `[${name}] Obtain: [${name}] solving challenges: ${name}: HTTP 400 urn:ietf:params:acme:error:connection - the CA could not connect to ${this.publicDns[name] ?? 'no address'}:80`;
+        line({ level: 'error', msg: 'could not get certificate from issuer', identifier: name, error });
+        line({ level: 'error', msg: 'will retry', error, attempt: 1, retrying_in: 60 });
+      } else if (Date.now() < this.acme.rateLimitedUntil) {
         const until = new Date(this.acme.rateLimitedUntil).toISOString().replace(/\.\d+Z$/, 'Z');
         line({ level: 'error', msg: 'could not get certificate from issuer', identifier: name, error: `HTTP 429 urn:ietf:params:acme:error:rateLimited - too many certificates already issued: retry after ${until}` });
         line({ level: 'error', msg: 'will retry', error: `[${name}] Obtain: [${name}] HTTP 429 urn:ietf:params:acme:error:rateLimited - retry after ${until}`, attempt: 1, retrying_in: 60 });
@@ -973,7 +983,9 @@ export class StatefulHosts implements CommandExecutor {
       const sites = Array.from({ length: this.options.vhosts ?? plan.caddy.minVhosts }, (_, i) => {
         const up = all[i % all.length] as { c: ContainerPlan; ip: string };
         const port = up.c.services.flatMap((s) => s.ports)[0] ?? 80;
-        return `site${i}.${plan.dns.zone} {\n\treverse_proxy ${up.ip}:${port}\n}\n`;
+        // The certificate domains first (Caddy obtains certificates for the names it serves), then more vhosts.
+        const name = plan.certificates?.domains[i] ?? `site${i}.${plan.dns.zone}`;
+        return `${name} {\n\treverse_proxy ${up.ip}:${port}\n}\n`;
       });
       files[caddyPath] = root(`{\n\tstorage file_system {\n\t\troot ${plan.caddy.storageRoot}\n\t}\n}\n\n${sites.join('\n')}`);
     }
@@ -1867,7 +1879,7 @@ export class StatefulHosts implements CommandExecutor {
           if (changed || force) this.effect('destination', `caddy reload${force ? ' --force' : ''} in ${i.name}`);
           i.loaded.caddy = c.text;
           // Like Caddy: a (re)load with a new config, or a forced one, tries every name without a certificate now.
-          if (changed || force) this.obtainCertificates();
+          if (changed || force) this.obtainCertificates(i);
           return ok();
         },
       },
@@ -1927,6 +1939,11 @@ export class StatefulHosts implements CommandExecutor {
         re: /^systemctl (daemon-reload|restart \S+)$/,
         run: (i, [, what = '']) => {
           this.effect('destination', `systemctl ${what} in ${i.name}`);
+          // Caddy restarted: it loads its config and tries every name without a certificate.
+          if (what === 'restart caddy' && i.name === this.plan.caddy?.container) {
+            i.loaded.caddy = i.files[this.plan.caddy.configPath]?.content ?? '';
+            this.obtainCertificates(i);
+          }
           return ok();
         },
       },

@@ -2,7 +2,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { adaptedHosts, countVhostsAdapted, hasStorageBlock, isIpv4, rewriteUpstreams, storageRootFromAdapted } from '../../src/proxy/caddy';
+import { adaptedHosts, countVhostsAdapted, hasStorageBlock, isIpv4, removeSites, rewriteUpstreams, storageRootFromAdapted } from '../../src/proxy/caddy';
 
 const ROOT = '/opt/gbo/data/caddy';
 
@@ -192,5 +192,47 @@ describe('with the real caddy adapter', () => {
       const root = storageRootFromAdapted(adapt(v));
       expect(hasStorageBlock(v, ROOT)).toBe(root === ROOT);
     }
+  });
+});
+
+describe('removeSites', () => {
+  const config = [
+    '{',
+    '\tstorage file_system {',
+    '\t\troot /opt/gbo/data/caddy',
+    '\t}',
+    '}',
+    '',
+    '(common) {',
+    '\tencode gzip',
+    '}',
+    '',
+    'http://dead.example.com, https://dead.example.com {',
+    '\treverse_proxy 10.0.0.2:80',
+    '}',
+    '',
+    'live.example.com, dead2.example.com:443 {',
+    '\timport common',
+    '\treverse_proxy 10.0.0.3:80 {',
+    '\t\theader_up Host {host}',
+    '\t}',
+    '}',
+    '',
+    'kept.example.com {',
+    '\treverse_proxy 10.0.0.4:80',
+    '}',
+    '',
+  ].join('\n');
+
+  test('a site left without addresses goes whole; others lose only the dead address; the rest is byte-identical', () => {
+    const { text, removed } = removeSites(config, ['dead.example.com', 'DEAD2.example.com', 'absent.example.com']);
+    expect(removed).toEqual(['dead.example.com', 'dead2.example.com']);
+    expect(text).toBe(config.replace('http://dead.example.com, https://dead.example.com {\n\treverse_proxy 10.0.0.2:80\n}\n\n', '').replace('live.example.com, dead2.example.com:443 {', 'live.example.com {'));
+    expect(hasStorageBlock(text, '/opt/gbo/data/caddy')).toBe(true);
+  });
+
+  test('nothing to remove leaves the text as it was; a site without braces is refused', () => {
+    expect(removeSites(config, ['other.example.com'])).toEqual({ text: config, removed: [] });
+    expect(() => removeSites('example.com\nreverse_proxy 10.0.0.1:80\n', ['example.com'])).toThrow(/no braces/);
   });
 });

@@ -154,3 +154,42 @@ test("a wait's history cost does not grow with its length (the server retries th
   expect(cost.long!.events).toBe(cost.short!.events);
   expect(cost.long!.events).toBeLessThanOrEqual(5);
 });
+
+test('a proxy domain no DNS record points here is removed after the domains gate, then Caddy restarts; its certificate wait is skipped, recorded', async () => {
+  const base = waitPlan();
+  const dead = 'old-brand.example.net';
+  const plan = waitPlan({
+    dns: { ...base.dns, oldTtlSeconds: 1 },
+    certificates: { ...base.certificates!, domains: [...base.certificates!.domains.slice(0, 2), dead] },
+    approvals: { ...base.approvals, verificationWindow: '0s' },
+  });
+  const hosts = new StatefulHosts(plan);
+  const config = plan.caddy!.configPath;
+  const taskQueue = `dead-domains-${Date.now()}`;
+  const worker = await createWorker({ connection: t.native, taskQueue, deps: { dryRun: new DryRunExecutor(), live: hosts, net: hosts.net() } });
+  const report = await worker.runUntil(async () => {
+    const handle = await startMigration(t.client, plan, 'live', taskQueue);
+    const atGate = await untilStatus(handle, 'the domains gate', (s) => s.gate?.name === 'domains', 90_000);
+    expect(atGate.gate!.title).toBe(`remove ${dead} from the proxy config (no DNS record points at ${plan.destination.publicAddress}); then Caddy restarts`);
+    // Nothing is removed before the approval.
+    expect(hosts.destination.instances[plan.caddy!.container]!.files[config]!.content).toContain(dead);
+    const from = hosts.effects.length;
+    await handle.executeUpdate(approveUpdate, { args: [{ gate: 'domains', by: 'ops', reason: 'brand retired' }] });
+    await untilStatus(handle, 'the cleanup gate', (s) => s.gate?.name === 'cleanup', 60_000);
+    const effects = hosts.effects.slice(from).map((e) => e.what);
+    // Installed, then restarted (not reloaded): the guide's order.
+    const installed = effects.indexOf(`mv ${plan.caddy!.container}:${config}.new ${config}`);
+    const restarted = effects.indexOf(`systemctl restart caddy in ${plan.caddy!.container}`);
+    expect(installed).toBeGreaterThan(-1);
+    expect(restarted).toBeGreaterThan(installed);
+    await handle.executeUpdate(approveUpdate, { args: [{ gate: 'cleanup', by: 'ops', reason: 'verified' }] });
+    return handle.result();
+  });
+  const text = hosts.destination.instances[plan.caddy!.container]!.files[config]!.content;
+  expect(text).not.toContain(dead);
+  for (const d of plan.certificates!.domains.slice(0, 2)) expect(text).toContain(d);
+  expect(report.skipped).toEqual([{ id: `certificates/tenant/${dead.replace(/\./g, '-')}`, by: 'ops', reason: `no DNS record points at ${plan.destination.publicAddress}; removed from the proxy config (brand retired)` }]);
+  const certs = report.phases.find((p) => p.id === 'certificates')!.steps;
+  expect(certs.find((s) => s.id === 'certificates/tenant/find-dead-domains')?.output).toBe(`no DNS record points at ${plan.destination.publicAddress}: ${dead}`);
+  expect(certs.filter((s) => s.ok).length).toBe(2);
+});
