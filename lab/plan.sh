@@ -120,6 +120,10 @@ caddy:
   storageRoot: /opt/gbo/data/caddy
   binary: /usr/bin/caddy
   minVhosts: ${#VHOSTS[@]}
+  # Caddy's JSON log (the Caddyfile's global log block): the certificate wait reads its tls.obtain lines.
+  logFile: /opt/gbo/logs/caddy.log
+  # The lab supervises Caddy like systemd's Restart=always: a stopped Caddy is started within 2 s.
+  restartCommand: [killall, caddy]
 
 dns:
   zone: $GBO_LAB_ZONE
@@ -144,6 +148,9 @@ certificates:
     - webmail.$GBO_LAB_ZONE
     - drive.$GBO_LAB_ZONE
     - tables.$GBO_LAB_ZONE
+  # The lab's ACME CA (pebble, behind lab/acme-front.mjs): its root changes at every start.
+  caFile: $GBO_LAB_ROOT/acme/root.pem
+  issuer: Pebble
   wait:
     pollInterval: 5s
     maxWait: 10m

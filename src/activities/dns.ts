@@ -2,6 +2,7 @@
  * DNS cutover: the zone is rewritten in the worker (records set, serial bumped, unchanged when
  * already right), and the check of the authoritative servers the workflow polls durably.
  */
+import { delegationProblems } from '../dns/delegation';
 import { updateZone } from '../dns/zone';
 import { ApplicationFailure } from '@temporalio/activity';
 import { realNet, type NetProbes } from '../probe/probes';
@@ -74,10 +75,29 @@ async function checkDns(net: NetProbes, input: StepInput, hb: Heartbeat): Promis
   return outcome({ status: 'done', command: input.step.command, ok: true, output: `${servers.length} server(s) answer all ${records.length} record(s) authoritatively` });
 }
 
+/** Do all of the parent's servers refer the zone to the planned nameservers, with their glue? */
+async function checkDelegation(net: NetProbes, input: StepInput, hb: Heartbeat): Promise<StepOutcome> {
+  const outcome = outcomeOf(input.step);
+  const p = input.step.params ?? {};
+  const d = { zone: String(p.zone), nameservers: (p.nameservers as string[]) ?? [], glue: JSON.parse(String(p.glue ?? '{}')) as Record<string, string> };
+  const wrong: string[] = [];
+  for (const server of (p.servers as string[]) ?? []) {
+    hb.report({ doing: `query ${server}` });
+    const problems = delegationProblems(await net.dnsQuery(server, 53, d.zone, 'NS', 3000), d);
+    if (problems.length) wrong.push(`${server}: ${problems.join('; ')}`);
+  }
+  if (wrong.length) throw ApplicationFailure.retryable(`not yet: ${wrong.join('; ')}`, 'NotYet');
+  return outcome({ status: 'done', command: input.step.command, ok: true, output: `the parent refers ${d.zone} to ${d.nameservers.join(', ')}` });
+}
+
 export function createDnsActivities(deps: ActivityDeps) {
   return {
     async updateZone(input: StepInput): Promise<StepOutcome> {
       return withHeartbeat(input.step.id, (hb) => rewriteZone(deps, input, hb), deps);
+    },
+
+    async checkDelegation(input: StepInput): Promise<StepOutcome> {
+      return withHeartbeat(input.step.id, (hb) => checkDelegation(deps.net ?? realNet, input, hb), deps);
     },
 
     async checkDns(input: StepInput): Promise<StepOutcome> {

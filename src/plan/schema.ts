@@ -394,6 +394,18 @@ export const planSchema = z
         authoritativeServers: z.array(hostAddress).min(1).max(16),
         /** Previous TTL of the changed records; the cutover waits at least this long. */
         oldTtlSeconds: z.number().int().min(0).max(604800).default(3600),
+        /**
+         * The zone's delegation at its parent (NS records and glue at the registrar), when the
+         * migration changes the nameservers: the tool cannot change it, so the cutover names the
+         * change at the `registrar` gate, then waits until `parentServers` refer to `nameservers`.
+         */
+        delegation: z
+          .object({
+            parentServers: z.array(hostAddress).min(1).max(8),
+            nameservers: z.array(domainName).min(1).max(16),
+          })
+          .strict()
+          .optional(),
         /** How often the authoritative servers are asked, and for how long at most. */
         wait: z
           .object({

@@ -72,6 +72,9 @@ export interface DnsQueryResult {
   answers: DnsAnswer[];
   /** Authoritative Answer flag: the server answered from its own zone, not a cache. */
   aa: boolean;
+  /** The authority section (a parent's referral: the delegated zone's NS records) and the additional one (glue). */
+  authority?: DnsAnswer[];
+  additional?: DnsAnswer[];
   error?: string;
 }
 
@@ -190,6 +193,8 @@ export function parseDnsResponse(buf: Buffer, id: number, name: string, type: Dn
   const tc = (flags & 0x0200) !== 0;
   const qd = buf.readUInt16BE(4);
   const an = buf.readUInt16BE(6);
+  const ns = buf.readUInt16BE(8);
+  const ar = buf.readUInt16BE(10);
   let pos = 12;
   const want = (name.endsWith('.') ? name : name + '.').toLowerCase();
   for (let i = 0; i < qd; i++) {
@@ -199,22 +204,29 @@ export function parseDnsResponse(buf: Buffer, id: number, name: string, type: Dn
     if (i === 0 && (q.name.toLowerCase() !== want || qtype !== QTYPE[type])) throw new Malformed('question section does not match the query');
     pos = q.next + 4;
   }
-  const answers: DnsAnswer[] = [];
-  for (let i = 0; i < an; i++) {
-    const r = readName(buf, pos);
-    need(buf, r.next, 10);
-    const rtype = buf.readUInt16BE(r.next);
-    const ttl = buf.readUInt32BE(r.next + 4);
-    const rdlen = buf.readUInt16BE(r.next + 8);
-    const rdStart = r.next + 10;
-    need(buf, rdStart, rdlen);
-    answers.push({ name: r.name, type: TYPE_NAMES[rtype] ?? `TYPE${rtype}`, ttl, data: decodeRdata(buf, rtype, rdStart, rdlen) });
-    pos = rdStart + rdlen;
-  }
+  const section = (count: number): DnsAnswer[] => {
+    const records: DnsAnswer[] = [];
+    for (let i = 0; i < count; i++) {
+      const r = readName(buf, pos);
+      need(buf, r.next, 10);
+      const rtype = buf.readUInt16BE(r.next);
+      const ttl = buf.readUInt32BE(r.next + 4);
+      const rdlen = buf.readUInt16BE(r.next + 8);
+      const rdStart = r.next + 10;
+      need(buf, rdStart, rdlen);
+      // OPT (EDNS) in the additional section has no owner name of use: kept as raw rdata.
+      records.push({ name: r.name, type: TYPE_NAMES[rtype] ?? `TYPE${rtype}`, ttl, data: decodeRdata(buf, rtype, rdStart, rdlen) });
+      pos = rdStart + rdlen;
+    }
+    return records;
+  };
+  const answers = section(an);
+  const authority = section(ns);
+  const additional = section(ar);
   let error: string | undefined;
   if (tc) error = 'response truncated (TC set); TCP fallback is not implemented';
   else if (rcode !== 0) error = RCODE_NAMES[rcode] ?? `RCODE ${rcode}`;
-  return { ok: error === undefined, rcode, answers, aa, ...(error !== undefined ? { error } : {}) };
+  return { ok: error === undefined, rcode, answers, aa, ...(authority.length ? { authority } : {}), ...(additional.length ? { additional } : {}), ...(error !== undefined ? { error } : {}) };
 }
 
 /**

@@ -1,12 +1,15 @@
 /**
  * The cutover: the gate, then DNS. With the tenant's own DNS server: zone backup, records, reload.
  * With DNS hosted elsewhere: a `dns` gate that names exactly the records to change at the provider.
- * Either way, then the wait until the authoritative servers answer the new records.
+ * A delegation change (NS, glue) at the registrar: a `registrar` gate that names it, then the wait
+ * until the parent's servers refer to the new nameservers. Then the wait until the authoritative
+ * servers answer the new records.
  */
 import type { Plan } from '../plan/schema';
 import type { Step } from './model';
 import { step, type Ctx } from './commands';
 import { ph, sh } from './shell';
+import { glueOf } from '../dns/delegation';
 
 /** `name type value` of each planned record, the name made absolute (`@` is the zone). */
 export function recordsToChange(dns: Plan['dns']): string[] {
@@ -60,6 +63,33 @@ export function cutover(ctx: Ctx): Step[] {
         gate: 'dns',
         command: '',
         params: { zone: dns.zone, records },
+      }),
+    );
+  }
+  if (dns.delegation) {
+    // The registrar's side: named as a manual step, approved, then waited for like any other.
+    const { parentServers, nameservers } = dns.delegation;
+    const glue = glueOf(dns.zone, nameservers, dns.records);
+    const change = `NS ${nameservers.join(', ')}${Object.keys(glue).length ? `; glue ${Object.entries(glue).map(([n, a]) => `${n} A ${a}`).join(', ')}` : ''}`;
+    steps.push(
+      step(ctx, {
+        id: 'cutover/tenant/registrar-gate',
+        phase: 'cutover',
+        title: `Change at the registrar of ${dns.zone}: ${change}; then approve`,
+        host: 'worker',
+        kind: 'gate',
+        gate: 'registrar',
+        command: '',
+      }),
+      step(ctx, {
+        id: 'cutover/tenant/delegation',
+        phase: 'cutover',
+        title: `Wait until ${parentServers.join(', ')} refer ${dns.zone} to ${nameservers.join(', ')}`,
+        host: 'worker',
+        kind: 'wait-delegation',
+        command: parentServers.map((server) => sh('dig', '+norecurse', `@${server}`, dns.zone, 'NS')).join('; '),
+        params: { zone: dns.zone, servers: parentServers, nameservers, glue: JSON.stringify(glue), pollInterval: dns.wait.pollInterval, maxWait: dns.wait.maxWait },
+        profile: 'poll',
       }),
     );
   }

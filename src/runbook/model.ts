@@ -39,7 +39,7 @@ export type StepHost = 'source' | 'destination' | 'worker';
  * - `probe`: a connection test from `host` (TCP, DNS, TLS); part of the verification matrix.
  * - `caddy-rewrite`, `zone-update`: read a file, rewrite it in the worker, write it back (Caddy:
  *   new upstream addresses, or the dead domains removed when `params.remove` names the value).
- * - `wait-dns`, `wait-cert`: durable polls until the world agrees.
+ * - `wait-dns`, `wait-delegation`, `wait-cert`: durable polls until the world agrees.
  * - `find-dead-domains`: the proxy's domains that no DNS record points at the destination, kept
  *   (comma-separated) under `dead-domains`; the `domains` gate and their removal follow if any.
  * - `vault-unseal`: the key comes from the worker's secret store over stdin, never the command.
@@ -60,6 +60,7 @@ export type StepKind =
   | 'caddy-rewrite'
   | 'zone-update'
   | 'wait-dns'
+  | 'wait-delegation'
   | 'wait-cert'
   | 'wait-window'
   | 'find-dead-domains'
@@ -122,11 +123,12 @@ export interface Step {
 
 /**
  * `cutover`: the matrix is green (or overridden) and the operator says go; `dns`: DNS hosted
- * elsewhere, the operator changed the records at the provider; `domains`: the proxy's domains no
+ * elsewhere, the operator changed the records at the provider; `registrar`: the operator changed
+ * the zone's delegation (NS, glue) at the registrar; `domains`: the proxy's domains no
  * DNS record points here may be removed from its config; `cleanup`: the source may go.
  */
-export type GateName = 'cutover' | 'dns' | 'domains' | 'cleanup';
-export const GATE_NAMES: readonly GateName[] = ['cutover', 'dns', 'domains', 'cleanup'];
+export type GateName = 'cutover' | 'dns' | 'registrar' | 'domains' | 'cleanup';
+export const GATE_NAMES: readonly GateName[] = ['cutover', 'dns', 'registrar', 'domains', 'cleanup'];
 
 export interface Phase {
   id: PhaseId;

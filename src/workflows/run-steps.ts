@@ -12,7 +12,7 @@ import type { HostRole, Plan } from '../plan/schema';
 import type { Step, StepProfile } from '../runbook/model';
 import { derivedValues, valuesFor } from '../runbook/values';
 import type { Decision, SkippedStep, StepState } from './messages';
-import { waitForCertificate, waitForDns, waitWindow } from './wait-steps';
+import { waitForCertificate, waitForDelegation, waitForDns, waitWindow } from './wait-steps';
 import type { Waits } from './waits';
 
 const nonRetryableErrorTypes = [...NON_RETRYABLE];
@@ -149,6 +149,8 @@ async function execute(step: Step, ctx: RunContext): Promise<StepOutcome> {
       return act.findDeadDomains(input);
     case 'wait-dns':
       return waitForDns(step, input, waitsOf(step, ctx));
+    case 'wait-delegation':
+      return waitForDelegation(step, input, waitsOf(step, ctx));
     case 'wait-cert':
       return waitForCertificate(step, input, waitsOf(step, ctx));
     case 'wait-window':

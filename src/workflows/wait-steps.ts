@@ -66,6 +66,17 @@ export async function waitForDns(step: Step, input: StepInput, waits: Waits): Pr
   return outcome(step, started, `${answered}; then ${ttlWait === 'woken' ? 'the old records\' TTL wait was woken' : `${ttl}s for the old records' TTL`}`);
 }
 
+/** The zone's delegation: the parent's servers refer to the new nameservers (after the registrar gate). */
+export async function waitForDelegation(step: Step, input: StepInput, waits: Waits): Promise<StepOutcome> {
+  const started = Date.now();
+  const p = step.params ?? {};
+  const maxWait = String(p.maxWait ?? '7d');
+  const what = `${((p.servers as string[]) ?? []).join(', ')} to refer ${String(p.zone)} to ${((p.nameservers as string[]) ?? []).join(', ')}`;
+  const r = await waits.poll(step.id, what, started + durationMs(maxWait), () => pollActivities(String(p.pollInterval ?? '30s')).checkDelegation(input));
+  if (r.kind === 'expired') throw expired(step, maxWait, what);
+  return outcome(step, started, r.kind === 'woken' ? `woken by ${r.by} before the parent agreed (${r.reason})` : (r.value.output ?? 'delegated'));
+}
+
 /**
  * A certificate for one domain: poll the destination over TLS (valid now, for the name, from the
  * expected CA). When Caddy's log shows the CA's rate limit, sleep until its retry time, make Caddy

@@ -4,6 +4,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { nextSerial, updateZone } from '../../src/dns/zone';
+import { delegationProblems, glueOf } from '../../src/dns/delegation';
 import { dnsQuery } from '../../src/probe/probes';
 
 const ZONE = [
@@ -248,6 +249,21 @@ if (nsd) describe('nsd serves the migrated zone', () => {
     port = sock.address().port;
     await new Promise<void>((resolve) => sock.close(() => resolve()));
     writeFileSync(join(dir, 'example.test.zone'), migrated.text);
+    // A parent zone delegating other.test (a referral with glue), as a registrar's servers answer.
+    writeFileSync(
+      join(dir, 'test.zone'),
+      [
+        '$ORIGIN test.',
+        '$TTL 300',
+        '@ IN SOA ns.test. hostmaster.test. ( 1 7200 3600 1209600 300 )',
+        '@ IN NS ns.test.',
+        'ns IN A 192.0.2.1',
+        'other IN NS ns1.other.test.',
+        'other IN NS ns.elsewhere.example.',
+        'ns1.other IN A 192.0.2.53',
+        '',
+      ].join('\n'),
+    );
     writeFileSync(
       join(dir, 'nsd.conf'),
       [
@@ -270,6 +286,9 @@ if (nsd) describe('nsd serves the migrated zone', () => {
         'zone:',
         '  name: example.test',
         `  zonefile: "${dir}/example.test.zone"`,
+        'zone:',
+        '  name: test',
+        `  zonefile: "${dir}/test.zone"`,
         '',
       ].join('\n'),
     );
@@ -307,5 +326,20 @@ if (nsd) describe('nsd serves the migrated zone', () => {
     expect(app.answers.map((a) => a.data)).toEqual(['10.107.115.4']);
     const ns = await dnsQuery('127.0.0.1', port, 'example.test', 'NS', 2000);
     expect(ns.answers.map((a) => a.data).sort()).toEqual(['ns1.example.test.', 'ns2.example.test.']);
+  });
+
+  it("judges a parent's referral: NS in the authority section, glue in the additional one", async () => {
+    const referral = await dnsQuery('127.0.0.1', port, 'other.test', 'NS', 2000);
+    expect(referral.aa).toBe(false);
+    expect(referral.authority?.map((a) => a.data).sort()).toEqual(['ns.elsewhere.example.', 'ns1.other.test.']);
+    const planned = { zone: 'other.test', nameservers: ['ns1.other.test', 'ns.elsewhere.example.'], glue: { 'ns1.other.test': '192.0.2.53' } };
+    expect(delegationProblems(referral, planned)).toEqual([]);
+    expect(delegationProblems(referral, { ...planned, nameservers: ['ns1.other.test', 'ns2.other.test'], glue: { 'ns1.other.test': '192.0.2.54', 'ns2.other.test': '192.0.2.55' } })).toEqual([
+      'NS ns2.other.test missing (refers to ns1.other.test, ns.elsewhere.example)',
+      'NS ns.elsewhere.example still listed',
+      'glue ns1.other.test A 192.0.2.53, want 192.0.2.54',
+      'glue ns2.other.test A none, want 192.0.2.55',
+    ]);
+    expect(glueOf('other.test', ['ns1.other.test', 'ns.elsewhere.example'], [{ name: 'ns1', type: 'A', value: '192.0.2.53' }, { name: '@', type: 'A', value: '192.0.2.9' }])).toEqual({ 'ns1.other.test': '192.0.2.53' });
   });
 });

@@ -480,6 +480,8 @@ export class StatefulHosts implements CommandExecutor {
    * Seeded with the source's address; a test changes it as an operator does at the provider.
    */
   readonly publicDns: Record<string, string> = {};
+  /** The zone's delegation at its parent (what the registrar's servers refer to); the operator changes it by hand. */
+  readonly parent: { ns: string[]; glue: Record<string, string> } = { ns: ['ns1.old-provider.example.'], glue: {} };
   /** NS records the authoritative servers answer, by owner name (set at the start from the plan). */
   readonly publicNs: Record<string, string[]> = {};
 
@@ -584,6 +586,18 @@ export class StatefulHosts implements CommandExecutor {
         return reply?.includes(expect) ? { ok: true, reply } : { ok: false, error: 'no reply after 3000 ms' };
       },
       dnsQuery: async (server, port, name, type) => {
+        // The zone's parent (the registrar's servers): a referral, NS in authority, glue in additional.
+        if (this.plan.dns.delegation?.parentServers.includes(server) && port === 53 && type === 'NS') {
+          const owner = `${name.replace(/\.$/, '')}.`;
+          return {
+            ok: true,
+            rcode: 0,
+            aa: false,
+            answers: [],
+            authority: this.parent.ns.map((data) => ({ name: owner, type: 'NS', ttl: 86400, data })),
+            additional: Object.entries(this.parent.glue).map(([n, data]) => ({ name: `${n}.`, type: 'A', ttl: 86400, data })),
+          };
+        }
         if (this.plan.dns.authoritativeServers.includes(server) && port === 53) {
           const bare = name.replace(/\.$/, '');
           if (type === 'NS') {

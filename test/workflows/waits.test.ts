@@ -193,3 +193,32 @@ test('a proxy domain no DNS record points here is removed after the domains gate
   expect(certs.find((s) => s.id === 'certificates/tenant/find-dead-domains')?.output).toBe(`no DNS record points at ${plan.destination.publicAddress}: ${dead}`);
   expect(certs.filter((s) => s.ok).length).toBe(2);
 });
+
+test('a delegation change at the registrar is named at the registrar gate, then waited for until the parent refers to the new nameservers', async () => {
+  const base = waitPlan();
+  const plan = waitPlan({
+    dns: { ...base.dns, oldTtlSeconds: 1, delegation: { parentServers: ['192.0.2.200'], nameservers: ['ns1.pragmatismo.com.br', 'ns2.pragmatismo.com.br'] } },
+    certificates: undefined,
+    approvals: { ...base.approvals, cleanup: false, verificationWindow: '0s' },
+  });
+  const hosts = new StatefulHosts(plan);
+  const taskQueue = `registrar-${Date.now()}`;
+  const worker = await createWorker({ connection: t.native, taskQueue, deps: { dryRun: new DryRunExecutor(), live: hosts, net: hosts.net() } });
+  const report = await worker.runUntil(async () => {
+    const handle = await startMigration(t.client, plan, 'live', taskQueue);
+    const atGate = await untilStatus(handle, 'the registrar gate', (s) => s.gate?.name === 'registrar', 90_000);
+    const ip = plan.destination.publicAddress;
+    expect(atGate.gate!.title).toBe(`Change at the registrar of pragmatismo.com.br: NS ns1.pragmatismo.com.br, ns2.pragmatismo.com.br; glue ns1.pragmatismo.com.br A ${ip}, ns2.pragmatismo.com.br A ${ip}; then approve`);
+    await handle.executeUpdate(approveUpdate, { args: [{ gate: 'registrar', by: 'ops', reason: 'changed at the registrar' }] });
+    // The registrar publishes a while later: the wait says what it waits for meanwhile.
+    const waiting = await untilStatus(handle, 'the delegation wait', (s) => open(s, 'cutover/tenant/delegation') !== undefined, 30_000);
+    expect(open(waiting, 'cutover/tenant/delegation')!.what).toBe('192.0.2.200 to refer pragmatismo.com.br to ns1.pragmatismo.com.br, ns2.pragmatismo.com.br');
+    await sleep(2000);
+    hosts.parent.ns = ['ns1.pragmatismo.com.br.', 'ns2.pragmatismo.com.br.'];
+    hosts.parent.glue = { 'ns1.pragmatismo.com.br': ip, 'ns2.pragmatismo.com.br': ip };
+    return handle.result();
+  });
+  expect(report.approvals.map((a) => a.gate)).toEqual(['cutover', 'registrar', 'cleanup']);
+  const cutover = report.phases.find((p) => p.id === 'cutover')!.steps;
+  expect(cutover.find((s) => s.id === 'cutover/tenant/delegation')?.output).toBe('the parent refers pragmatismo.com.br to ns1.pragmatismo.com.br, ns2.pragmatismo.com.br');
+});
