@@ -100,7 +100,7 @@ acme_directory_ok() {
 # The window's end (RFC3339 UTC) if it is active now, else nothing.
 acme_window() {
   local end
-  end=$(tr -d '[:space:]' < "$ACME_WINDOW_FILE" 2>/dev/null) || return 0
+  end=$(tr -d '[:space:]' 2>/dev/null < "$ACME_WINDOW_FILE") || return 0
   [ -n "$end" ] || return 0
   [ "$(date -u -d "$end" +%s 2>/dev/null || echo 0)" -gt "$(date +%s)" ] && echo "$end"
   return 0

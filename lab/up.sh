@@ -64,12 +64,6 @@ grep -E ' /sys/fs/cgroup' /proc/self/mounts > "$DST_DIR/host-mounts"
 log "external DNS for $SHOP_ZONE: NSD in netns $EXTDNS_NETNS on $EXTDNS_ADDR (veth $EXTDNS_VETH $EXTDNS_GW)"
 extdns_start
 
-# The lab's ACME CA (lab/acme-ca.sh): the lab CA now (the proxy's data below carries it), pebble
-# and the front started and checked (they answer in well under a second).
-log "ACME CA: pebble on $PEBBLE_ADDR:$PEBBLE_PORT (VA resolves via $DST_ADDR:53), front $ACME_DIRECTORY"
-acme_make_ca
-acme_start
-
 # ---------------------------------------------------------------- daemons (start early, in parallel)
 mkdir -p "$LXD_DIR" "$INCUS_DIR" "$LXD_CONF" "$INCUS_CONF"
 chmod 711 "$LXD_DIR" "$INCUS_DIR"
@@ -87,6 +81,12 @@ setsid ip netns exec "$NETNS" sh "$LAB_DIR/host-exec.sh" "$DST_DIR/host-mounts" 
   /usr/libexec/incus/incusd --group incus-admin --logfile "$DST_DIR/log/incusd.log" \
   </dev/null >>"$DST_DIR/log/incusd.out" 2>&1 &
 echo $! > "$DST_DIR/run/incusd.pid"
+
+# The lab's ACME CA (lab/acme-ca.sh), while the daemons start: the lab CA (the proxy's data below
+# carries it), pebble (about 1 s: it makes its root and intermediate) and the front, each checked.
+log "ACME CA: pebble on $PEBBLE_ADDR:$PEBBLE_PORT (VA resolves via $DST_ADDR:53), front $ACME_DIRECTORY"
+acme_make_ca
+acme_start
 
 # ---------------------------------------------------------------- SSH: keys, known_hosts, two sshd
 log "ssh: lab key $LAB_KEY, known_hosts $LAB_KNOWN_HOSTS"

@@ -323,6 +323,7 @@ if (!isRoot && !inCI) {
     new Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: string }>((resolve, reject) => {
       const req = https.request(`${FRONT}${urlPath}`, {
         method,
+        agent: false, // no keep-alive socket left behind for jest
         ca: readFileSync(`${ACME}/lab-ca.pem`),
         headers: body === undefined ? {} : { 'content-type': 'application/jose+json', 'content-length': Buffer.byteLength(body) },
         timeout: 10_000,
