@@ -6,6 +6,7 @@ set -uo pipefail
 LAB_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 . "$LAB_DIR/lib.sh"
 . "$LAB_DIR/shop.sh"
+. "$LAB_DIR/acme-ca.sh"
 [ "$(id -u)" = 0 ] || die "lab:down needs root"
 
 alive() { [ -s "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
@@ -36,12 +37,13 @@ teardown_src() {
   stop_pid "$SRC_DIR/run/lxd.pid"
   stop_pid "$SRC_DIR/run/sshd.pid"
 }
-log "stopping instances, daemons and sshd on both hosts, and the external DNS"
-teardown_dst & teardown_src & stop_pid "$EXTDNS_DIR/nsd.pid" & wait
+log "stopping instances, daemons and sshd on both hosts, the external DNS and the ACME CA (pebble, front)"
+teardown_dst & teardown_src & stop_pid "$EXTDNS_DIR/nsd.pid" & stop_pid "$ACME_DIR/front.pid" & stop_pid "$ACME_DIR/pebble.pid" & wait
 log "daemons stopped ($(elapsed) s)"
 
 # Leftover processes: anything inside the destination's netns, and anything whose command line
-# names the lab root (dnsmasq and forkproxy of the daemons' networks and devices).
+# names the lab root (dnsmasq and forkproxy of the daemons' networks and devices, pebble and the
+# ACME front if their pidfiles are gone).
 pids=()
 for ns in "$NETNS" "$EXTDNS_NETNS"; do
   if [ -e "/run/netns/$ns" ]; then pids+=($(ip netns pids "$ns" 2>/dev/null)); fi
@@ -61,6 +63,8 @@ fi
 ip netns del "$NETNS" 2>/dev/null
 ip netns del "$SRC_FW_NETNS" 2>/dev/null
 ip netns del "$EXTDNS_NETNS" 2>/dev/null
+# The route to the destination's bridge (lab:up) goes with the veth; deleted first all the same.
+ip route del "$DST_SUBNET" via "$DST_ADDR" 2>/dev/null
 ip link del "$VETH_SRC" 2>/dev/null
 ip link del "$EXTDNS_VETH" 2>/dev/null
 ip link del "$SRC_BRIDGE" 2>/dev/null

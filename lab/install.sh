@@ -8,7 +8,7 @@ LAB_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 . "$LAB_DIR/lib.sh"
 
 PKGS=(lxd nftables iptables openssh-server openssh-client rsync caddy nsd busybox-static
-      dnsmasq-base bind9-dnsutils curl ca-certificates "$@")
+      dnsmasq-base bind9-dnsutils curl ca-certificates pebble "$@")
 BPO_PKGS=(incus-base incus-client)
 
 missing=()

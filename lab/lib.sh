@@ -118,6 +118,19 @@ EXTDNS_ADDR=198.18.1.2
 EXTDNS_DIR="$GBO_LAB_ROOT/extdns"
 EXTDNS_NAMES=("@" www voip)   # the A records of $SHOP_ZONE
 
+# The lab's ACME CA (lab/acme-ca.sh): pebble on loopback, the project's front (lab/acme-front.mjs)
+# on the source host's address, so Caddy reaches it from the source's containers and, through
+# the route below, from the destination's.
+ACME_DIR="$GBO_LAB_ROOT/acme"
+PEBBLE_ADDR=127.0.0.1
+PEBBLE_PORT=14000              # ACME
+PEBBLE_MGMT_PORT=15000         # management: /roots/0, /intermediates/0
+ACME_FRONT_ADDR=$SRC_ADDR
+ACME_FRONT_PORT=14443
+ACME_DIRECTORY="https://$ACME_FRONT_ADDR:$ACME_FRONT_PORT/dir"
+ACME_WINDOW_FILE="$ACME_DIR/rate-limited-until"
+ACME_PROXY_CA=/opt/gbo/conf/acme-ca.pem   # lab-ca.pem as the proxy container sees it
+
 # The two lab hosts as every lab plan names them (lab/plan.sh, lab/plan-shop.sh).
 plan_hosts() {
   cat <<HOSTS

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # lab:status — what of the lab is up. Exit 0 only when everything is: network, both sshd (key
 # login with the pinned host keys), LXD, Incus, the ten containers RUNNING, every seeded service
-# answering, Caddy answering for its vhosts, the shop tenant and its external DNS. `--quiet` prints
+# answering, Caddy answering for its vhosts (HTTP: the source's Caddy has no certificates, see
+# up.sh), the shop tenant and its external DNS, the ACME CA (pebble, the front). `--quiet` prints
 # nothing and stops at the first thing down.
 set -uo pipefail
 LAB_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 . "$LAB_DIR/lib.sh"
 . "$LAB_DIR/shop.sh"
+. "$LAB_DIR/acme-ca.sh"
 QUIET=0; [ "${1:-}" = --quiet ] && QUIET=1
 ok=0; bad=0
 say() { [ "$QUIET" = 1 ] || printf '%s\n' "$*"; }
@@ -31,6 +33,16 @@ check "source firewall rule set (netns $SRC_FW_NETNS)" test -e "/run/netns/$SRC_
 check "veth $VETH_SRC $SRC_ADDR" bash -c "ip -4 addr show dev $VETH_SRC | grep -q 'inet $SRC_ADDR/'"
 check "veth $VETH_DST $DST_ADDR (in $NETNS)" bash -c "ip netns exec $NETNS ip -4 addr show dev $VETH_DST | grep -q 'inet $DST_ADDR/'"
 check "$DST_ADDR:$SSH_PORT reachable" tcp_open "$DST_ADDR" "$SSH_PORT"
+check "route to the destination bridge $DST_SUBNET via $DST_ADDR" bash -c "ip -4 route show $DST_SUBNET | grep -q 'via $DST_ADDR dev $VETH_SRC'"
+say "ACME CA (pebble behind the lab's front)"
+pebble_up() { acme_alive "$ACME_DIR/pebble.pid" && curl -fsS -m 2 --cacert "$ACME_DIR/lab-ca.pem" -o /dev/null "https://$PEBBLE_ADDR:$PEBBLE_PORT/dir"; }
+root_current() { curl -fsS -m 2 --cacert "$ACME_DIR/lab-ca.pem" "https://$PEBBLE_ADDR:$PEBBLE_MGMT_PORT/roots/0" | cmp -s - "$ACME_DIR/root.pem"; }
+check "pebble (pid $(cat "$ACME_DIR/pebble.pid" 2>/dev/null)) on $PEBBLE_ADDR:$PEBBLE_PORT" pebble_up
+check "  root.pem is pebble's root of this start" root_current
+check "front (pid $(cat "$ACME_DIR/front.pid" 2>/dev/null)) on $ACME_DIRECTORY" acme_alive "$ACME_DIR/front.pid"
+check "  directory through the front (lab CA), URLs pointing at the front" acme_directory_ok
+w=$(acme_window)
+say "  rate limit: ${w:+active until $w}${w:-none} ($ACME_WINDOW_FILE)"
 say "source host $SRC_ADDR"
 check "sshd (pid $(cat "$SRC_DIR/run/sshd.pid" 2>/dev/null))" alive "$SRC_DIR/run/sshd.pid"
 check "ssh root@$SRC_ADDR with the lab key" lab_ssh "$SRC_ADDR" true

@@ -6,6 +6,7 @@ set -euo pipefail
 LAB_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 . "$LAB_DIR/lib.sh"
 . "$LAB_DIR/shop.sh"
+. "$LAB_DIR/acme-ca.sh"
 [ "$(id -u)" = 0 ] || die "lab:up needs root (network namespaces, LXD, Incus)"
 # The daemons inherit the working directory: a checkout deleted later would leave them in a
 # directory that no longer exists (their rsync then fails with "getcwd(): No such file").
@@ -17,7 +18,7 @@ case "$GBO_LAB_ROOT" in /*) ;; *) die "GBO_LAB_ROOT must be absolute" ;; esac
 bash "$LAB_DIR/install.sh"
 
 # A lab built by other scripts or with other parameters is rebuilt.
-PARAMS="data_mb=$GBO_LAB_DATA_MB zone=$GBO_LAB_ZONE scripts=$(cat "$LAB_DIR"/*.sh "$LAB_DIR"/image/* | sha256sum | cut -c1-12)"
+PARAMS="data_mb=$GBO_LAB_DATA_MB zone=$GBO_LAB_ZONE scripts=$(cat "$LAB_DIR"/*.sh "$LAB_DIR"/*.mjs "$LAB_DIR"/image/* | sha256sum | cut -c1-12)"
 if [ "$(cat "$GBO_LAB_ROOT/params" 2>/dev/null)" = "$PARAMS" ] && bash "$LAB_DIR/status.sh" --quiet; then
   log "lab already up (plan: $PLAN_FILE)"
   echo "lab:up: already up in $(elapsed) s"
@@ -42,6 +43,12 @@ in_dst ip addr add "$DST_ADDR/30" dev "$VETH_DST"
 in_dst ip link set "$VETH_DST" up
 # The destination forwards NATed traffic to its containers (the guide's ip_forward=1).
 in_dst sysctl -qw net.ipv4.ip_forward=1
+# The way back from the source host (where the lab's ACME CA listens) to the destination's
+# containers: their bridge has no NAT, so Caddy in a migrated proxy container reaches the CA with
+# its own 198.18.32.x address, and the answers need this route (the lab's stand-in for the
+# internet between a production destination and Let's Encrypt). Without it they would leave by
+# this machine's default route.
+ip route add "$DST_SUBNET" via "$DST_ADDR" dev "$VETH_SRC"
 # The source host's firewall rule set (see lib.sh): what a migration does to the source's
 # iptables lands there, never in this machine's own chains.
 ip netns add "$SRC_FW_NETNS"
@@ -74,6 +81,12 @@ setsid ip netns exec "$NETNS" sh "$LAB_DIR/host-exec.sh" "$DST_DIR/host-mounts" 
   /usr/libexec/incus/incusd --group incus-admin --logfile "$DST_DIR/log/incusd.log" \
   </dev/null >>"$DST_DIR/log/incusd.out" 2>&1 &
 echo $! > "$DST_DIR/run/incusd.pid"
+
+# The lab's ACME CA (lab/acme-ca.sh), while the daemons start: the lab CA (the proxy's data below
+# carries it), pebble (about 1 s: it makes its root and intermediate) and the front, each checked.
+log "ACME CA: pebble on $PEBBLE_ADDR:$PEBBLE_PORT (VA resolves via $DST_ADDR:53), front $ACME_DIRECTORY"
+acme_make_ca
+acme_start
 
 # ---------------------------------------------------------------- SSH: keys, known_hosts, two sshd
 log "ssh: lab key $LAB_KEY, known_hosts $LAB_KNOWN_HOSTS"
@@ -166,6 +179,9 @@ ENV
   echo 15 > "$SRC_DATA/tables/pgdata/PG_VERSION"
   printf "listen_addresses = '*'\nport = 5432\n" > "$SRC_DATA/tables/pgconf/postgresql.conf"
   mkdir -p "$SRC_DATA/proxy/data/caddy"
+  # The lab CA in the proxy's own data (it names the ACME front's certificate), so the migration
+  # copies it along with the Caddyfile that points at it.
+  install -m 644 "$ACME_DIR/lab-ca.pem" "$SRC_DATA/proxy/conf/acme-ca.pem"
   write_caddyfile > "$SRC_DATA/proxy/conf/config"
   caddy fmt --overwrite "$SRC_DATA/proxy/conf/config"
   write_zone > "$SRC_DATA/dns/data/$GBO_LAB_ZONE.zone"
@@ -177,12 +193,16 @@ write_caddyfile() {
   cat <<CADDY
 # Caddyfile of the gbo-lab proxy container ($GBO_LAB_TENANT). Upstreams are the SOURCE
 # containers' addresses on $SRC_BRIDGE ($SRC_SUBNET); the migration must rewrite them.
+# Certificates come from the lab's ACME CA (pebble behind the lab's front, which can play a
+# rate limit) with real validation through the names' DNS: the names point at the destination
+# only after the migration's DNS cutover, so until then Caddy logs failed attempts and backs off.
 {
 	admin localhost:2019
 	storage file_system {
 		root /opt/gbo/data/caddy
 	}
-	local_certs
+	acme_ca $ACME_DIRECTORY
+	acme_ca_root $ACME_PROXY_CA
 	skip_install_trust
 	log {
 		output file /opt/gbo/logs/caddy.log
@@ -290,6 +310,8 @@ SVC
 
 log "data: ${GBO_LAB_DATA_MB} MB under $SRC_DATA"
 gen_data
+log "ACME account in the proxy's Caddy storage (registered by a throwaway Caddy, see acme-ca.sh)"
+acme_register_account "$SRC_DATA/proxy/data/caddy"
 
 # ---------------------------------------------------------------- wait for daemons, preseed
 lxd waitready --timeout 60 || die "LXD did not start (see $SRC_DIR/log/lxd.log)"
@@ -447,4 +469,6 @@ lab:up: done in $(elapsed) s
   plan              $PLAN_FILE
   second tenant     $SHOP_TENANT: ${SHOP_CONTAINERS[*]} (manifest $SHOP_MANIFEST), plan $SHOP_PLAN_FILE
   external DNS      $SHOP_ZONE at $EXTDNS_ADDR:53 (netns $EXTDNS_NETNS); change it with: bash lab/extdns.sh set ADDRESS
+  ACME CA           $ACME_DIRECTORY (front; pebble $PEBBLE_ADDR:$PEBBLE_PORT, VA DNS $DST_ADDR:53), lab CA $ACME_DIR/lab-ca.pem,
+                    issued certificates chain to $ACME_DIR/root.pem; rate limit: bash lab/acme.sh rate-limit SECONDS|off
 SUMMARY

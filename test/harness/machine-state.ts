@@ -1,6 +1,6 @@
 /**
  * What of this machine the lab may touch, as text that can be compared: this machine's own
- * firewall (iptables/ip6tables/nft, root network namespace), network namespaces, links, mounts,
+ * firewall (iptables/ip6tables/nft, root network namespace), network namespaces, links, routes, mounts,
  * daemon processes, and every file's metadata under /etc and /opt (and /run's top level).
  * test/lab takes it with the lab down before lab:up and again after lab:down.
  */
@@ -9,7 +9,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 
 /** The daemons a lab starts (and a few their helpers); a process of these names that was not there before is a leftover. */
-export const LAB_DAEMONS = ['lxd', 'incusd', 'sshd', 'nsd', 'dnsmasq', 'caddy', 'forkproxy', 'lxcfs', 'lxc-monitord'];
+export const LAB_DAEMONS = ['lxd', 'incusd', 'sshd', 'nsd', 'dnsmasq', 'caddy', 'forkproxy', 'lxcfs', 'lxc-monitord', 'pebble'];
 
 const run = (cmd: string, args: string[]): string => {
   const r = spawnSync(cmd, args, { encoding: 'utf8', timeout: 60_000 });
@@ -57,6 +57,7 @@ export interface MachineState {
   firewall: Record<string, string>;
   netns: string[];
   links: string[];
+  routes: string[];
   mounts: string[];
   daemons: string[];
   files: string;
@@ -68,6 +69,10 @@ export function machineState(): MachineState {
     firewall: firewall(),
     netns: run('ip', ['netns', 'list']).split('\n').filter(Boolean).map((l) => l.split(' ')[0]!).sort(),
     links: run('ip', ['-o', 'link', 'show']).split('\n').filter(Boolean).map((l) => l.split(':')[1]!.trim().split('@')[0]!).sort(),
+    // The root namespace's routes (lab:up adds one to the destination's bridge via the veth);
+    // without the lifetimes of router-advertised ones, which count down on their own.
+    routes: [...run('ip', ['-4', 'route', 'show', 'table', 'all']).split('\n'), ...run('ip', ['-6', 'route', 'show', 'table', 'all']).split('\n')]
+      .filter(Boolean).map((l) => l.trim().replace(/ expires \S+/, '')).sort(),
     mounts: readFileSync('/proc/self/mounts', 'utf8').split('\n').filter(Boolean).map((l) => l.split(' ').slice(0, 3).join(' ')).sort(),
     // (Other test suites run their own throwaway sshd/caddy/nsd from temporary directories: not the lab's.)
     daemons: processes().filter((p) => LAB_DAEMONS.includes(p.comm.replace(/:.*$/, '')) && !p.cmdline.includes(`${tmpdir()}/`)).map((p) => `${p.pid} ${p.comm}`).sort(),

@@ -1,11 +1,12 @@
 /**
  * Tests of the lab itself (lab/up.sh): a real LXD source host and a real Incus destination host on
  * this machine, reached over real SSH with the lab key and pinned host keys, and the seeded
- * pragmatismo tenant with real services, the second tenant shop and its external DNS. Needs root:
+ * pragmatismo tenant with real services, the second tenant shop and its external DNS, the lab's
+ * ACME CA (pebble behind the project's rate-limiting front). Needs root:
  * without it the tests are skipped, except in CI (CI=true), where a missing root is a failure.
  *
  * One down/up cycle: `beforeAll` takes the lab down, records this machine's state (firewall,
- * namespaces, links, mounts, daemons, /etc, /opt), builds a fresh lab; the LAST test runs lab:down
+ * namespaces, links, routes, mounts, daemons, /etc, /opt), builds a fresh lab; the LAST test runs lab:down
  * and checks that nothing of the lab is left. So the suite leaves the lab DOWN; every suite that
  * needs it (test/e2e, test/faults) runs lab/up.sh in its own beforeAll.
  */
@@ -14,6 +15,7 @@ import * as dgram from 'node:dgram';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
+import * as https from 'node:https';
 import * as tls from 'node:tls';
 import { parse as parseYaml } from 'yaml';
 import { planSchema, type Plan } from '../../src/plan/schema';
@@ -313,18 +315,128 @@ if (!isRoot && !inCI) {
     expect(viaDevice.body).toMatch(/^pragmatismo-system botui 5859/);
   });
 
-  test('Caddy serves HTTPS on 443 (its internal CA, no ACME needed)', async () => {
-    const proxyIp = ipOf.get(`${PREFIX}proxy`)!;
-    const cert = await new Promise<tls.PeerCertificate>((resolve, reject) => {
-      const s = tls.connect({ host: proxyIp, port: 443, servername: `chat.${ZONE}`, rejectUnauthorized: false }, () => {
-        const c = s.getPeerCertificate();
-        s.end();
-        resolve(c);
+  // ------------------------------------------------------------------ the lab's ACME CA
+  const ACME = `${ROOT}/acme`;
+  const FRONT = `https://${SRC}:14443`;
+  /** An HTTPS request to the ACME front, trusting the lab CA only. */
+  const front = (method: string, urlPath: string, body?: string) =>
+    new Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: string }>((resolve, reject) => {
+      const req = https.request(`${FRONT}${urlPath}`, {
+        method,
+        agent: false, // no keep-alive socket left behind for jest
+        ca: readFileSync(`${ACME}/lab-ca.pem`),
+        headers: body === undefined ? {} : { 'content-type': 'application/jose+json', 'content-length': Buffer.byteLength(body) },
+        timeout: 10_000,
+      }, (res) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => { text += c; });
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: text }));
       });
-      s.setTimeout(5000, () => s.destroy(new Error('TLS timed out')));
-      s.once('error', reject);
+      req.on('timeout', () => req.destroy(new Error(`${method} ${urlPath}: timed out`)));
+      req.on('error', reject);
+      req.end(body);
     });
-    expect(cert.subjectaltname).toContain(`DNS:chat.${ZONE}`);
+
+  test('ACME CA: pebble (real validation, VA resolving via the destination) behind the front, both trusted through the lab CA', async () => {
+    const pebblePid = readFileSync(`${ACME}/pebble.pid`, 'utf8').trim();
+    const cmdline = readFileSync(`/proc/${pebblePid}/cmdline`, 'utf8').split('\0');
+    expect(cmdline).toEqual(expect.arrayContaining(['-dnsserver', `${DST}:53`]));
+    const environ = readFileSync(`/proc/${pebblePid}/environ`, 'utf8').split('\0');
+    expect(environ).toEqual(expect.arrayContaining(['PEBBLE_VA_NOSLEEP=1', 'PEBBLE_WFE_NONCEREJECT=0']));
+    expect(environ.filter((e) => e.startsWith('PEBBLE_VA_ALWAYS_VALID'))).toEqual([]);
+    const config = JSON.parse(readFileSync(`${ACME}/pebble-config.json`, 'utf8')) as { pebble: Record<string, unknown> };
+    expect(config.pebble).toMatchObject({ listenAddress: '127.0.0.1:14000', managementListenAddress: '127.0.0.1:15000', httpPort: 80, tlsPort: 443 });
+    // The directory through the front: its URLs point at the front (pebble builds them from Host).
+    const dir = await front('GET', '/dir');
+    expect(dir.status).toBe(200);
+    const d = JSON.parse(dir.body) as Record<string, string>;
+    for (const k of ['newNonce', 'newAccount', 'newOrder']) expect(d[k]).toMatch(new RegExp(`^${FRONT.replace(/\./g, '\\.')}/`));
+    // root.pem is the root pebble made at this start; its intermediate chains to it.
+    const root = execFileSync('curl', ['-fsS', '--cacert', `${ACME}/lab-ca.pem`, 'https://127.0.0.1:15000/roots/0'], { encoding: 'utf8' });
+    expect(readFileSync(`${ACME}/root.pem`, 'utf8')).toBe(root);
+    expect(execFileSync('openssl', ['verify', '-CAfile', `${ACME}/root.pem`, `${ACME}/intermediate.pem`], { encoding: 'utf8' })).toMatch(/: OK/);
+    // The listener certificate names both addresses; lab/acme.sh knows where the root is.
+    expect(execFileSync('openssl', ['x509', '-in', `${ACME}/listener.pem`, '-noout', '-ext', 'subjectAltName'], { encoding: 'utf8' }))
+      .toMatch(new RegExp(`IP Address:127\\.0\\.0\\.1, IP Address:${SRC.replace(/\./g, '\\.')}`));
+    expect(execFileSync('bash', ['lab/acme.sh', 'root'], { cwd: REPO, encoding: 'utf8' }).trim()).toBe(`${ACME}/root.pem`);
+  });
+
+  test('ACME CA: a rate-limit window makes new-order answer 429 rateLimited (Retry-After, retry after <RFC3339>, fresh nonce); off lets it through', async () => {
+    const d = JSON.parse((await front('GET', '/dir')).body) as Record<string, string>;
+    const newOrder = new URL(d.newOrder!).pathname;
+    try {
+      execFileSync('bash', ['lab/acme.sh', 'rate-limit', '120'], { cwd: REPO, stdio: 'pipe' });
+      const until = readFileSync(`${ACME}/rate-limited-until`, 'utf8').trim();
+      expect(until).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/);
+      const r = await front('POST', newOrder, '{}');
+      expect(r.status).toBe(429);
+      expect(r.headers['content-type']).toBe('application/problem+json');
+      expect(Number(r.headers['retry-after'])).toBeGreaterThanOrEqual(110);
+      expect(Number(r.headers['retry-after'])).toBeLessThanOrEqual(120);
+      expect(r.headers['replay-nonce']).toMatch(/^[A-Za-z0-9_-]{10,}$/);
+      const problem = JSON.parse(r.body) as { type: string; detail: string };
+      expect(problem.type).toBe('urn:ietf:params:acme:error:rateLimited');
+      expect(problem.detail).toBe(`too many certificates already issued: retry after ${until}`);
+      // Only new-order is limited: the rest of the protocol goes on.
+      expect((await front('HEAD', new URL(d.newNonce!).pathname)).status).toBe(200);
+      execFileSync('bash', ['lab/acme.sh', 'rate-limit', 'off'], { cwd: REPO, stdio: 'pipe' });
+      const through = await front('POST', newOrder, '{}');
+      expect(through.status).not.toBe(429);
+      expect(JSON.parse(through.body)).toMatchObject({ type: 'urn:ietf:params:acme:error:malformed' }); // pebble's answer to '{}'
+    } finally {
+      execFileSync('bash', ['lab/acme.sh', 'rate-limit', 'off'], { cwd: REPO, stdio: 'pipe' });
+    }
+    const log = readFileSync(`${ACME}/front.log`, 'utf8');
+    expect(log).toMatch(new RegExp(`POST ${newOrder} 429 rate-limited until `));
+    expect(log).toMatch(new RegExp(`POST ${newOrder} 400`));
+    expect(spawnSync('bash', ['lab/acme.sh', 'rate-limit', '-5'], { cwd: REPO }).status).not.toBe(0);
+  });
+
+  test('ACME CA: reachable from the source proxy container and from the destination bridge (route back to 198.18.32.0/24)', () => {
+    // Busybox's TLS client offers no signature_algorithms, which OpenSSL refuses: a TCP connect
+    // proves the path; Caddy itself speaks TLS to the front (next test, and docs/lab.md).
+    expect(sshOk(SRC, `lxc exec ${PREFIX}proxy -- sh -c 'echo | nc -w 3 ${SRC} 14443 && echo connected'`).trim()).toBe('connected');
+    // From the destination's bridge address: the answer needs the source's route to that subnet.
+    const r = spawnSync('ip', ['netns', 'exec', 'gbo-dst', 'curl', '-fsS', '-m', '5', '--interface', '198.18.32.1',
+      '--cacert', `${ACME}/lab-ca.pem`, `${FRONT}/dir`], { encoding: 'utf8', timeout: 30_000 });
+    expect(r.stderr).toBe('');
+    expect(r.stdout).toContain(`"newOrder": "${FRONT}/`);
+    expect(execFileSync('ip', ['-4', 'route', 'show', '198.18.32.0/24'], { encoding: 'utf8' })).toMatch(/via 198\.18\.0\.2 dev gbo-src/);
+  });
+
+  test("Caddy's certificates come from the lab's ACME CA: the source's Caddy tries and gets none (its names resolve only after the cutover)", async () => {
+    const proxyData = `${plan.data.sourceRoot}/proxy`;
+    const adapted = execFileSync('caddy', ['adapt', '--config', `${proxyData}/conf/config`, '--adapter', 'caddyfile'],
+      { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+    expect(adapted).toContain(`"ca":"${FRONT}/dir"`);
+    expect(adapted).toContain('"trusted_roots_pem_files":["/opt/gbo/conf/acme-ca.pem"]');
+    expect(adapted).not.toContain('"module":"internal"');
+    expect(readFileSync(`${proxyData}/conf/acme-ca.pem`, 'utf8')).toBe(readFileSync(`${ACME}/lab-ca.pem`, 'utf8'));
+    // One valid ACME account in the storage, registered before Caddy's first start (acme-ca.sh).
+    const account = JSON.parse(readFileSync(`${proxyData}/data/caddy/acme/${SRC}-14443-dir/users/default/default.json`, 'utf8')) as { status: string };
+    expect(account.status).toBe('valid');
+    // Its attempts reach the CA and fail at validation: pebble's VA asks the destination's DNS.
+    const logFile = `${proxyData}/logs/caddy.log`;
+    const deadline = Date.now() + 30_000;
+    let failures: Array<{ logger: string; msg: string; error: string }> = [];
+    while (Date.now() < deadline) {
+      failures = readFileSync(logFile, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as { logger: string; msg: string; error: string })
+        .filter((e) => e.logger === 'tls.obtain' && e.msg === 'will retry');
+      if (failures.length > 0) break;
+      await new Promise((r) => setTimeout(r, 500));
+    }
+    expect(failures.length).toBeGreaterThan(0);
+    expect(failures[0]!.error).toContain(`(ca=${FRONT}/dir)`);
+    expect(failures.map((f) => f.error).join('\n')).not.toMatch(/getting ACME account/);
+    // No certificate, so no handshake: Caddy answers alert 80 (internal error).
+    const proxyIp = ipOf.get(`${PREFIX}proxy`)!;
+    const err = await new Promise<Error>((resolve, reject) => {
+      const s = tls.connect({ host: proxyIp, port: 443, servername: `chat.${ZONE}`, rejectUnauthorized: false }, () => { s.end(); reject(new Error('handshake succeeded')); });
+      s.setTimeout(5000, () => s.destroy(new Error('TLS timed out')));
+      s.once('error', resolve);
+    });
+    expect(err.message).toMatch(/alert internal error|alert number 80/);
   });
 
   test('the devices are configured as the guide describes (disk gbo everywhere, proxy devices on proxy)', () => {
@@ -489,6 +601,7 @@ if (!isRoot && !inCI) {
     // Nothing of the lab by name or address …
     expect(after.netns.filter((n) => n.startsWith('gbo-'))).toEqual([]);
     expect(after.links.filter((l) => /^(gbo-|lxdbr-gbo$|incusbr0$)/.test(l))).toEqual([]);
+    expect(after.routes.filter((r) => r.includes('198.18.'))).toEqual([]);
     expect(after.mounts.filter((m) => m.includes(ROOT) || m.includes('gbo-lab'))).toEqual([]);
     expect(labProcesses(ROOT).map((p) => `${p.pid} ${p.comm} ${p.cmdline}`)).toEqual([]);
     for (const [tool, rules] of Object.entries(after.firewall)) expect(`${tool}: ${rules.includes('198.18.') || rules.includes('lxdbr-gbo')}`).toBe(`${tool}: false`);
@@ -496,6 +609,7 @@ if (!isRoot && !inCI) {
     expect(after.firewall).toEqual(baseline.firewall);
     expect(after.netns).toEqual(baseline.netns);
     expect(after.links).toEqual(baseline.links);
+    expect(after.routes).toEqual(baseline.routes);
     expect(after.mounts).toEqual(baseline.mounts);
     expect(after.daemons).toEqual(baseline.daemons);
     expect(after.run).toEqual(baseline.run);
