@@ -13,6 +13,9 @@ import { NON_RETRYABLE } from '../errors';
 import type { Step } from '../runbook/model';
 import type { Waits } from './waits';
 
+/** The least time between two retries a certificate wait makes Caddy do. */
+const MIN_RETRY_GAP_MS = 5000;
+
 /** Failure type of a wait that reached the end the plan gives it (the operator retries, extends or skips). */
 export const WAIT_EXPIRED = 'WaitExpired';
 
@@ -23,8 +26,10 @@ function pollActivities(pollInterval: string): Activities {
     startToCloseTimeout: '2 minutes',
     heartbeatTimeout: '20 seconds',
     cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-    // Quick at first (a certificate arrives seconds after Caddy retries), then every pollInterval.
-    retry: { initialInterval: Math.min(1000, interval), backoffCoefficient: 2, maximumInterval: interval, nonRetryableErrorTypes: [...NON_RETRYABLE] },
+    // Every second at first (a certificate arrives seconds after Caddy retries), then slowing by a
+    // quarter each attempt to every pollInterval: a poll never lags the thing by much more than
+    // a fifth of the time already waited.
+    retry: { initialInterval: Math.min(1000, interval), backoffCoefficient: 1.25, maximumInterval: interval, nonRetryableErrorTypes: [...NON_RETRYABLE] },
   });
 }
 
@@ -102,9 +107,12 @@ export async function waitForCertificate(step: Step, input: StepInput, waits: Wa
     const retryAt = Date.parse(r.value.retryAt ?? '');
     if (Number.isNaN(retryAt)) throw ApplicationFailure.nonRetryable(`${step.id}: the certificate check returned neither a certificate nor a retry time`, 'BadOutcome');
     limits.push(`rate-limited until ${at(retryAt)}`);
-    if (retryAt > Date.now()) {
-      const slept = await waits.timer(`${step.id}/rate-limit-${round + 1}`, `the CA's rate limit for ${domain} to end`, Math.min(retryAt, deadline));
-      if (slept === 'over' && retryAt > deadline) throw expired(step, maxWait, what);
+    // A CA whose retry time is already past (rounded down, or a clock apart) must not make Caddy
+    // retry in a tight loop: at least MIN_RETRY_GAP_MS between two forced retries.
+    const wakeAt = Math.max(retryAt, since === undefined ? 0 : since + MIN_RETRY_GAP_MS);
+    if (wakeAt > Date.now()) {
+      const slept = await waits.timer(`${step.id}/rate-limit-${round + 1}`, `the CA's rate limit for ${domain} to end`, Math.min(wakeAt, deadline));
+      if (slept === 'over' && wakeAt > deadline) throw expired(step, maxWait, what);
     }
     // Caddy ignores the CA's retry time and follows its own back-off: make it retry every pending name now.
     since = Date.now();

@@ -140,7 +140,8 @@ describe('activities heartbeat on a timer', () => {
       expect((await dns.result).ok).toBe(true);
       expect(dns.beats[0]).toMatchObject({ step: stepOfKind('wait-dns').id });
       const cert = inActivity(() => acts.checkCertificate(inputOf({ ...stepOfKind('wait-cert'), params: { ...stepOfKind('wait-cert').params, address: '127.0.0.1' } })));
-      expect((await cert.result).ok).toBe(false);
+      // No certificate yet: a retryable failure the server retries (no history event per attempt).
+      await expect(cert.result).rejects.toMatchObject({ type: 'NotYet', nonRetryable: false, message: expect.stringContaining('not yet: pragmatismo.com.br: ') });
       expect(cert.beats[0]).toMatchObject({ step: stepOfKind('wait-cert').id });
     } finally {
       rmSync(dir, { recursive: true, force: true });

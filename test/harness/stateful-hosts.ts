@@ -697,7 +697,8 @@ export class StatefulHosts implements CommandExecutor {
         line({ level: 'error', msg: 'could not get certificate from issuer', identifier: name, error });
         line({ level: 'error', msg: 'will retry', error, attempt: 1, retrying_in: 60 });
       } else if (Date.now() < this.acme.rateLimitedUntil) {
-        const until = new Date(this.acme.rateLimitedUntil).toISOString().replace(/\.\d+Z$/, 'Z');
+        // A CA states its retry time in whole seconds, at or after the limit's end.
+        const until = new Date(Math.ceil(this.acme.rateLimitedUntil / 1000) * 1000).toISOString().replace(/\.\d+Z$/, 'Z');
         line({ level: 'error', msg: 'could not get certificate from issuer', identifier: name, error: `HTTP 429 urn:ietf:params:acme:error:rateLimited - too many certificates already issued: retry after ${until}` });
         line({ level: 'error', msg: 'will retry', error: `[${name}] Obtain: [${name}] HTTP 429 urn:ietf:params:acme:error:rateLimited - retry after ${until}`, attempt: 1, retrying_in: 60 });
       } else {

@@ -72,7 +72,8 @@ test('the dry-run migration records every command of the runbook, in order, on t
       `incus copy --instance-only lxd-source:pragmatismo-system system --storage default && incus config set system user.gbo-migrate.tenant=${tenantPlan.tenant}'`,
   );
   expect(commands.find((c) => c.includes('config.bak-'))).toMatch(/config\.bak-\d{12}/);
-  expect(report.approvals.map((a) => `${a.gate}:${a.by}`)).toEqual(['cutover:dry-run', 'cleanup:dry-run']);
+  // A dry run records the domains gate and the removal it guards too (a live run asks only if a domain is dead).
+  expect(report.approvals.map((a) => `${a.gate}:${a.by}`)).toEqual(['cutover:dry-run', 'domains:dry-run', 'cleanup:dry-run']);
   // Each container's steps ran in its own child workflow and before the network phase.
   const firstNetwork = commands.findIndex((c) => c.includes('net.ipv4.ip_forward'));
   const lastPush = commands.map((c, i) => (c.includes('tar -C /opt/gbo --numeric-owner -xpf -') ? i : -1)).reduce((a, b) => Math.max(a, b));

@@ -6,6 +6,8 @@
  * wait's history cost does not grow with its length.
  */
 import type { Client, WorkflowHandle } from '@temporalio/client';
+import { execFile, execFileSync } from 'node:child_process';
+import { join } from 'node:path';
 import { DryRunExecutor } from '../../src/activities/executor';
 import { startMigration } from '../../src/client';
 import type { Plan } from '../../src/plan/schema';
@@ -16,6 +18,16 @@ import { suiteClients, untilStatus } from '../harness/suite-clients';
 import { StatefulHosts, testPlan } from '../harness/stateful-hosts';
 
 const t = suiteClients();
+
+const REPO = join(__dirname, '..', '..');
+/** The CLI as operators run it, against the test run's server (asynchronously: this process's worker answers its queries). */
+const cli = (...args: string[]): Promise<{ status: number; stdout: string; stderr: string }> =>
+  new Promise((resolve) => {
+    execFile('node', [join(REPO, 'dist', 'src', 'cli.js'), ...args], { cwd: REPO, encoding: 'utf8', env: { ...process.env, TEMPORAL_ADDRESS: process.env.TEMPORAL_TEST_ADDRESS } }, (err, stdout, stderr) =>
+      resolve({ status: err ? Number((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+    );
+  });
+beforeAll(() => execFileSync('npx', ['tsc', '-p', 'tsconfig.json'], { cwd: REPO, stdio: 'pipe' }), 5 * 60_000);
 
 const refusal = async (p: Promise<unknown>) => (((await p.then(() => undefined, (e: Error) => e)) as Error | undefined)?.cause as Error | undefined)?.message;
 const open = (s: MigrationStatus, id: string): WaitRecord | undefined => s.waits.find((w) => w.id === id && w.state === 'waiting');
@@ -105,6 +117,12 @@ test('every wait shows what it waits for and until when; wake and extend steer i
     expect(Date.parse(gateExtended.until) - Date.parse(open(atGate, 'gate/cleanup')!.until)).toBe(7_200_000);
     await handle.executeUpdate(approveUpdate, { args: [{ gate: 'cleanup', by: 'ops', reason: 'verified' }] });
     const result = await handle.result();
+    // A rate-limit round's cost: from one forced Caddy retry to the next (poll, timer, retry).
+    const events = (await handle.fetchHistory()).events ?? [];
+    const retries = events.filter((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'retryCertificates').map((e) => Number(e.eventId));
+    expect(retries.length).toBe(2);
+    console.log(`a rate-limit round of a certificate wait: ${retries[1]! - retries[0]!} history events; the whole migration: ${events.length}`);
+    expect(retries[1]! - retries[0]!).toBeLessThan(20);
     const done = await handle.query(statusQuery);
     expect(done.waits.filter((w) => w.state === 'waiting')).toEqual([]);
     expect(done.waits.flatMap((w) => w.actions.map((a) => `${w.id} ${a.action} ${a.by}: ${a.reason}`))).toEqual([
@@ -213,12 +231,21 @@ test('a delegation change at the registrar is named at the registrar gate, then 
     // The registrar publishes a while later: the wait says what it waits for meanwhile.
     const waiting = await untilStatus(handle, 'the delegation wait', (s) => open(s, 'cutover/tenant/delegation') !== undefined, 30_000);
     expect(open(waiting, 'cutover/tenant/delegation')!.what).toBe('192.0.2.200 to refer pragmatismo.com.br to ns1.pragmatismo.com.br, ns2.pragmatismo.com.br');
-    await sleep(2000);
+    // The CLI shows the wait and steers it (the same updates).
+    const status = await cli('status', plan.tenant);
+    expect(status.stdout).toContain('waiting for 192.0.2.200 to refer pragmatismo.com.br to ns1.pragmatismo.com.br, ns2.pragmatismo.com.br\n  wait cutover/tenant/delegation: since ');
+    expect(status.stdout).toContain(`cut short with: gbo-migrate wake ${plan.tenant} --wait cutover/tenant/delegation`);
+    const extended = await cli('extend', plan.tenant, '--for', '2h', '--by', 'ops', '--reason', 'registrar says 48h');
+    expect(extended.stdout).toMatch(/^extended cutover\/tenant\/delegation \(192\.0\.2\.200 to refer .*\) until \d{4}-/);
+    const wrong = await cli('wake', plan.tenant, '--wait', 'nope', '--by', 'ops', '--reason', 'x');
+    expect(wrong.status).toBe(1);
+    expect(wrong.stderr).toContain('error: wait: no open wait "nope"; open: cutover/tenant/delegation');
     hosts.parent.ns = ['ns1.pragmatismo.com.br.', 'ns2.pragmatismo.com.br.'];
     hosts.parent.glue = { 'ns1.pragmatismo.com.br': ip, 'ns2.pragmatismo.com.br': ip };
     return handle.result();
   });
   expect(report.approvals.map((a) => a.gate)).toEqual(['cutover', 'registrar', 'cleanup']);
+  expect(report.phases.find((p) => p.id === 'cutover')!.steps.find((s) => s.id === 'cutover/tenant/delegation')).toBeDefined();
   const cutover = report.phases.find((p) => p.id === 'cutover')!.steps;
   expect(cutover.find((s) => s.id === 'cutover/tenant/delegation')?.output).toBe('the parent refers pragmatismo.com.br to ns1.pragmatismo.com.br, ns2.pragmatismo.com.br');
 });
