@@ -276,8 +276,9 @@ write_services() { # container -> /etc/gbo/services (run by the image's init)
         ;;
     esac
   done
-  # Caddy and NSD are supervised like systemd's Restart=always: (re)started every 2 s while not
-  # running and their config exists (on the destination the data arrives after the first start).
+  # Caddy and NSD are supervised like systemd's Restart=always: (re)started while not running
+  # and their config exists (on the destination the data arrives after the first start); Caddy
+  # within 0.2 s of stopping, as systemd's RestartSec would (the certificate wait restarts it).
   case $c in
     proxy)
       cat <<'SVC'
@@ -285,9 +286,9 @@ mkdir -p /root/.config /root/.local/share
 (
   while :; do
     if ! pidof caddy >/dev/null && [ -s /opt/gbo/conf/config ]; then
-      caddy run --config /opt/gbo/conf/config --adapter caddyfile >> /var/log/caddy.out 2>&1 &
+      caddy run --config /opt/gbo/conf/config --adapter caddyfile >> /var/log/caddy.out 2>&1
     fi
-    sleep 2
+    sleep 0.2
   done
 ) &
 SVC

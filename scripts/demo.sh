@@ -14,8 +14,8 @@ if [ "$(id -u)" = 0 ]; then
   bash lab/up.sh
   # The lab plan's keys are file:$GBO_LAB_ROOT/ssh/...: the demo's worker resolves secrets from there only.
   export GBO_SECRETS_DIRS="${GBO_LAB_ROOT:-/var/lib/gbo-lab}/ssh"
-  # Certificates have no lab CA yet; the gates are approved as "demo" once the matrix is green.
-  node dist/src/demo.js "${GBO_LAB_ROOT:-/var/lib/gbo-lab}/plan.yaml" --approve-as demo --without-certificates
+  # Certificates come from the lab's ACME CA; the gates are approved as "demo" once the matrix is green.
+  node dist/src/demo.js "${GBO_LAB_ROOT:-/var/lib/gbo-lab}/plan.yaml" --approve-as demo
 else
   echo "not root: the lab needs root, so this is the dry run of examples/pragmatismo.yaml"
   node dist/src/demo.js examples/pragmatismo.yaml --dry-run

@@ -374,6 +374,14 @@ export const planSchema = z
          * here are removed from the config (the guide: restart only after removing them).
          */
         restartCommand: commandArgv(16).default(['systemctl', 'restart', 'caddy']),
+        /**
+         * How a certificate wait makes Caddy retry at once (after the cutover, and when a CA's
+         * rate limit ends): `reload` (`caddy reload --force`: no interruption, but Caddy's own
+         * throttle, 10 orders a minute per CA account, survives it, so after a busy limit the
+         * certificates can take up to a minute) or `restart` (the restart command: a fresh
+         * throttle, certificates in seconds, connections cut for about a second).
+         */
+        certificateRetry: z.enum(['reload', 'restart']).default('reload'),
       })
       .strict()
       .optional(),

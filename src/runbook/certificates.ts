@@ -14,7 +14,11 @@ export function certificates(ctx: Ctx): Step[] {
   const certs = plan.certificates;
   if (!certs) return [];
   const caddy = plan.caddy;
-  const retryCommand = caddy ? ctx.inside(caddy.container, caddy.binary, 'reload', '--config', caddy.configPath, '--adapter', 'caddyfile', '--force') : undefined;
+  const retryCommand = !caddy
+    ? undefined
+    : caddy.certificateRetry === 'restart'
+      ? ctx.inside(caddy.container, ...caddy.restartCommand)
+      : ctx.inside(caddy.container, caddy.binary, 'reload', '--config', caddy.configPath, '--adapter', 'caddyfile', '--force');
   // Only the certificate lines of the log's end: the log may hold every request too.
   const readLog =
     caddy?.logFile !== undefined ? ctx.inside(caddy.container, 'sh', '-c', 'tail -c 8000000 "$1" | grep -F \'"logger":"tls.obtain"\' | tail -n 2000', 'read-log', caddy.logFile) : undefined;
@@ -54,7 +58,7 @@ export function certificates(ctx: Ctx): Step[] {
         id: 'certificates/tenant/caddy-retry',
         phase: 'certificates',
         container: caddy.container,
-        title: 'Make Caddy retry every pending certificate now (caddy reload --force: DNS points here since the cutover)',
+        title: `Make Caddy retry every pending certificate now (${caddy.certificateRetry === 'restart' ? 'restart' : 'caddy reload --force'}: DNS points here since the cutover)`,
         host: 'destination',
         kind: 'run',
         command: retryCommand,

@@ -121,7 +121,7 @@ export interface FaultReport {
   tempDir: string;
 }
 
-/** The lab plan the suite migrates: no certificate phase (no lab CA yet), a short verification window. */
+/** The lab plan the suite migrates: no certificate phase (test/e2e/certificates.test.ts has its own), a short verification window. */
 export function suitePlan(labRoot: string): Plan {
   const lab = loadPlan(`${labRoot}/plan.yaml`);
   return { ...lab, certificates: undefined, approvals: { ...lab.approvals, verificationWindow: '3s' } };

@@ -40,7 +40,7 @@ test('a failed step waits for the operator; retry re-runs it; gates and cancel b
     expect((await handle.query(statusQuery)).steps['data/tables/verify-transfer']).toBe('pending');
     await handle.executeUpdate(resumeUpdate, { args: [{ by: 'ops' }] });
 
-    const gate = await untilStatus(handle, 'the cutover gate', (s) => s.phase === 'cutover' && (s.waitingFor ?? '').includes('cutover'));
+    const gate = await untilStatus(handle, 'the cutover gate', (s) => s.gate?.name === 'cutover');
     expect(gate.steps['data/tables/verify-transfer']).toBe('done');
     expect(gate.failures).toEqual({});
     expect(gate.matrix.length).toBeGreaterThan(10);
