@@ -67,6 +67,12 @@ export const duration = z.string().regex(/^\d+(ms|s|m|h|d)$/, 'a duration such a
 /** Per-field bounds: a zero poll interval spins on the host, a 10^20-day wait overflows timers. */
 const pollInterval = boundedDuration(SECOND, DAY, 'polls at most once a second, at least once a day');
 const longWait = (what: string) => boundedDuration(MINUTE, 90 * DAY, `${what}; longer than 90 days is a typo, not a plan`);
+/** A wait that polls: how often, and for how long at most (a week unless the plan says otherwise). */
+const pollWait = (what: string, every: string) =>
+  z
+    .object({ pollInterval: pollInterval.default(every), maxWait: longWait(what).default('7d') })
+    .strict()
+    .default({ pollInterval: every, maxWait: '7d' });
 
 const hostSchema = z
   .object({
@@ -415,13 +421,7 @@ export const planSchema = z
           .strict()
           .optional(),
         /** How often the authoritative servers are asked, and for how long at most. */
-        wait: z
-          .object({
-            pollInterval: pollInterval.default('30s'),
-            maxWait: longWait('the longest wait for DNS to propagate').default('7d'),
-          })
-          .strict()
-          .default({ pollInterval: '30s', maxWait: '7d' }),
+        wait: pollWait('the longest wait for DNS to propagate', '30s'),
       })
       .strict()
       .superRefine((dns, ctx) => {
@@ -446,13 +446,7 @@ export const planSchema = z
         caFile: absPath.optional(),
         /** Expected in the issuing certificate's subject (its CN or O), e.g. "Let's Encrypt". */
         issuer: z.string().min(1).max(200).regex(/^[^\n\r]+$/, 'one line').optional(),
-        wait: z
-          .object({
-            pollInterval: pollInterval.default('5m'),
-            maxWait: longWait('the longest wait for a certificate').default('7d'),
-          })
-          .strict()
-          .default({ pollInterval: '5m', maxWait: '7d' }),
+        wait: pollWait('the longest wait for a certificate', '5m'),
       })
       .strict()
       .optional(),
