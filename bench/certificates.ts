@@ -28,17 +28,19 @@ async function main(): Promise<void> {
   const ours = r.firstVerifiedAfterMs / 1000;
   const all = r.verifiedAfterMs / 1000;
   const caddy = r.caddyOwnRetryAfterMs === undefined ? undefined : r.caddyOwnRetryAfterMs / 1000;
+  const first = r.caddyFirstObtainedAfterMs === undefined ? undefined : r.caddyFirstObtainedAfterMs / 1000;
   const result = {
     at: new Date().toISOString(),
     machine: `${cpus().length} cores, ${Math.round(totalmem() / 2 ** 30)} GiB`,
     windowS,
-    firstVerifiedAfterS: Number(ours.toFixed(1)),
+    caddyFirstObtainedAfterS: first === undefined ? null : Number(first.toFixed(1)),
+    firstDomainVerifiedAfterS: Number(ours.toFixed(1)),
     allVerifiedAfterS: Number(all.toFixed(1)),
     caddyOwnNextAttemptAfterS: caddy === undefined ? null : Number(caddy.toFixed(1)),
     ratio: caddy ? Number((ours / caddy).toFixed(3)) : null,
     caddyAttemptsDuringLimit: r.caddyAttemptsDuringLimit,
   };
-  console.log(`rate limit of ${windowS} s: the first certificate verified ${ours.toFixed(1)} s after it ended (all ${all.toFixed(1)} s); Caddy alone would have tried again ${caddy === undefined ? '(not announced)' : `${caddy.toFixed(1)} s after`}; ratio ${result.ratio ?? '-'} (goal: within 5 s)`);
+  console.log(`rate limit of ${windowS} s; after it ended: Caddy's first certificate ${first === undefined ? '-' : first.toFixed(1)} s, the plan's first domain verified over TLS ${ours.toFixed(1)} s (all its domains ${all.toFixed(1)} s; Caddy lets 10 orders through per 10 s); Caddy alone would have tried again ${caddy === undefined ? '(not announced)' : `${caddy.toFixed(1)} s after`}; ratio ${result.ratio ?? '-'} (goal: within 5 s)`);
   mkdirSync(join(REPO, 'bench', 'results'), { recursive: true });
   writeFileSync(join(REPO, 'bench', 'results', 'certificates.json'), `${JSON.stringify(result, null, 2)}\n`);
 }

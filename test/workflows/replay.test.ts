@@ -44,13 +44,16 @@ beforeAll(async () => {
 /**
  * Child workflow IDs derive from the parent's, so a replay needs the recorded workflow ID. The
  * `lab-` histories are of a live migration on the lab, recorded by test/e2e/lab-migration.test.ts
- * with UPDATE_HISTORIES=1: failures, retries, heartbeats and the children's reports as they really come.
+ * with UPDATE_HISTORIES=1: failures, retries, heartbeats and the children's reports as they really come;
+ * `lab-certificates-` by test/e2e/certificates.test.ts (the waits, a CA rate limit, wakes, a worker
+ * kill and a server restart).
  */
 const recordedIds: Record<string, string> = {
   'migrate-tenant': 'migrate-pragmatismo-dry-run',
   'migrate-container': 'migrate-pragmatismo-dry-run-tables',
   'lab-migrate-tenant': 'migrate-pragmatismo',
   'lab-migrate-container': 'migrate-pragmatismo-proxy',
+  'lab-certificates-migrate-tenant': 'migrate-pragmatismo',
 };
 
 test.each(Object.keys(recordedIds))('the recorded %s history replays on the current code', async (name) => {
