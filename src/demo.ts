@@ -8,13 +8,13 @@
  * when the migration reaches it, under that name, once the verification matrix is green (as an
  * operator would after looking). `--without-certificates` drops the plan's certificate waits.
  */
-import { DefaultLogger, NativeConnection, Runtime } from '@temporalio/worker';
+import { NativeConnection, Runtime } from '@temporalio/worker';
 import { connectClient, startMigration } from './client';
 import { temporalConfig } from './config';
 import { loadPlan } from './plan/load';
 import { SshPool } from './ssh/pool';
 import { secretPolicyFromEnv } from './ssh/secrets';
-import { createWorker } from './worker';
+import { createWorker, WorkerLogger } from './worker';
 import { approveUpdate, statusQuery, type MigrationStatus } from './workflows/messages';
 
 function option(args: string[], name: string): string | undefined {
@@ -31,7 +31,7 @@ async function main(): Promise<void> {
   const loaded = loadPlan(file);
   const plan = args.includes('--without-certificates') ? { ...loaded, certificates: undefined } : loaded;
   const cfg = temporalConfig();
-  Runtime.install({ logger: new DefaultLogger('WARN') });
+  Runtime.install({ logger: new WorkerLogger('WARN') });
   const connection = await NativeConnection.connect({ address: cfg.address });
   const client = await connectClient(cfg.address, cfg.namespace);
   // GBO_SECRETS_DIRS / GBO_SECRETS_ENV_PREFIX (scripts/demo.sh points them at the lab's keys).

@@ -3,8 +3,8 @@
  * dry-run recorder, the SSH pool for live runs, and the secret resolver. Keys and secrets are read
  * here, from references, never from workflow input.
  */
-import { ApplicationFailure } from '@temporalio/common';
-import { NativeConnection, Worker } from '@temporalio/worker';
+import { ApplicationFailure, type LogLevel, type LogMetadata } from '@temporalio/common';
+import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
 import { createActivities, type ActivityDeps } from './activities';
 import { DryRunExecutor } from './activities/executor';
 import { temporalConfig } from './config';
@@ -45,7 +45,24 @@ export async function createWorker(options: WorkerOptions): Promise<Worker> {
 }
 
 /** `gbo-migrate worker`: runs until SIGINT/SIGTERM. */
+/**
+ * The worker's logger. A poll attempt that finds nothing yet (`NotYet`: DNS not propagated, no
+ * certificate yet) is the server retrying a wait, not a problem: at DEBUG, one line, not a
+ * warning with a stack per attempt (a 7-day wait at 30 s polls would print 20,000 of them).
+ */
+export class WorkerLogger extends DefaultLogger {
+  override log(level: LogLevel, message: string, meta?: LogMetadata): void {
+    const error = meta?.error as { type?: string; message?: string } | undefined;
+    if (message === 'Activity failed' && error?.type === 'NotYet') {
+      super.log('DEBUG', `poll attempt ${String(meta?.attempt)} of ${String(meta?.workflowId)}: ${String(error.message).slice(0, 300)}`);
+      return;
+    }
+    super.log(level, message, meta);
+  }
+}
+
 export async function runWorker(): Promise<void> {
+  Runtime.install({ logger: new WorkerLogger('INFO') });
   const cfg = temporalConfig();
   // Read once, before connecting: a bad GBO_SECRETS_DIRS stops the worker here, not mid-migration.
   const secrets = secretPolicyFromEnv();
