@@ -85,10 +85,17 @@ program
   .action(async (tenant: string, opts: { dryRun?: boolean }) => {
     const cfg = temporalConfig();
     const client = await connectClient(cfg.address, cfg.namespace);
-    const status = await client.workflow.getHandle(workflowIdOf(tenant, opts.dryRun ? 'dry-run' : 'live')).query(statusQuery);
+    const handle = client.workflow.getHandle(workflowIdOf(tenant, opts.dryRun ? 'dry-run' : 'live'));
+    const status = await handle.query(statusQuery);
     console.log(JSON.stringify(status, null, 2));
     // Open waits last, where the operator reads them: what, since and until when, and how to steer them.
     for (const w of status.waits.filter((x) => x.state === 'waiting')) console.log(describeWait(tenant, w));
+    // Why a poll is not done yet: its last attempt's answer, kept by the server (attempts are not in the history).
+    for (const a of (await handle.describe()).raw.pendingActivities ?? []) {
+      if (!a.lastFailure?.message) continue;
+      const next = a.nextAttemptScheduleTime?.seconds ? `; next attempt at ${new Date(Number(a.nextAttemptScheduleTime.seconds) * 1000).toISOString()}` : '';
+      console.log(`  ${a.activityType?.name ?? 'activity'} attempt ${a.attempt ?? '?'}: ${a.lastFailure.message}${next}`);
+    }
     // At a gate, what it asks last, where the operator reads it (the dns gate: the records to change).
     if (status.gate) console.log(`waiting at the ${status.gate.name} gate: ${status.gate.title}\n  approve with: gbo-migrate approve ${tenant} --gate ${status.gate.name} --by <name> --reason <text>`);
     await client.connection.close();

@@ -231,8 +231,10 @@ test('a delegation change at the registrar is named at the registrar gate, then 
     // The registrar publishes a while later: the wait says what it waits for meanwhile.
     const waiting = await untilStatus(handle, 'the delegation wait', (s) => open(s, 'cutover/tenant/delegation') !== undefined, 30_000);
     expect(open(waiting, 'cutover/tenant/delegation')!.what).toBe('192.0.2.200 to refer pragmatismo.com.br to ns1.pragmatismo.com.br, ns2.pragmatismo.com.br');
-    // The CLI shows the wait and steers it (the same updates).
+    // The CLI shows the wait, why it is not over (the poll's last answer) and steers it (the same updates).
+    await sleep(2500);
     const status = await cli('status', plan.tenant);
+    expect(status.stdout).toMatch(/checkDelegation attempt \d+: not yet: 192\.0\.2\.200: NS ns1\.pragmatismo\.com\.br, ns2\.pragmatismo\.com\.br missing \(refers to ns1\.old-provider\.example\)/);
     expect(status.stdout).toContain('waiting for 192.0.2.200 to refer pragmatismo.com.br to ns1.pragmatismo.com.br, ns2.pragmatismo.com.br\n  wait cutover/tenant/delegation: since ');
     expect(status.stdout).toContain(`cut short with: gbo-migrate wake ${plan.tenant} --wait cutover/tenant/delegation`);
     const extended = await cli('extend', plan.tenant, '--for', '2h', '--by', 'ops', '--reason', 'registrar says 48h');
