@@ -22,7 +22,7 @@ test('a failed step waits for the operator; retry re-runs it; gates and cancel b
   // The canary's pulled copy does not match the source's checksums once (a refusal of the guide's).
   hosts.failNext((c) => c.startsWith('test "$(sh -c') && c.includes(' manifest ') && c.includes('/tables '), { exitCode: 1, stderr: 'rsync: write failed: No space left on device' });
   const taskQueue = `operator-${Date.now()}`;
-  const worker = await createWorker({ connection: t.native, taskQueue, deps: { dryRun: new DryRunExecutor(), live: hosts } });
+  const worker = await createWorker({ connection: t.native, taskQueue, deps: { dryRun: new DryRunExecutor(), live: hosts, net: hosts.net() } });
   await worker.runUntil(async () => {
     const handle = await startMigration(t.client, plan, 'live', taskQueue);
 

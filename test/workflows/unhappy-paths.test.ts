@@ -12,6 +12,7 @@ import { NativeConnection, type Worker } from '@temporalio/worker';
 import type { CommandExecutor, CommandResult, HostTarget, RunOptions } from '../../src/activities/executor';
 import { startMigration } from '../../src/client';
 import type { Plan } from '../../src/plan/schema';
+import type { NetProbes } from '../../src/probe/probes';
 import { createWorker } from '../../src/worker';
 import {
   approveUpdate,
@@ -42,12 +43,25 @@ const delegate: CommandExecutor & { connect(t: HostTarget): Promise<void> } = {
   connect: (t: HostTarget) => hostsOfTest.current!.connect(t),
 };
 
+/**
+ * The current test's network (the fake's): a migration approved past its gate runs the DNS and
+ * certificate checks until the test ends it, and those must never reach the plan's real addresses.
+ */
+const net: NetProbes = {
+  tcpProbe: (...a) => hostsOfTest.current!.net().tcpProbe(...a),
+  dnsQuery: (...a) => hostsOfTest.current!.net().dnsQuery(...a),
+  udpProbe: (...a) => hostsOfTest.current!.net().udpProbe(...a),
+  httpProbe: (...a) => hostsOfTest.current!.net().httpProbe(...a),
+  tlsCertificate: (...a) => hostsOfTest.current!.net().tlsCertificate(...a),
+  resolve4: (name) => hostsOfTest.current!.net().resolve4(name),
+};
+
 beforeAll(async () => {
   quietRuntime();
   native = await NativeConnection.connect({ address });
   connection = await Connection.connect({ address });
   client = new Client({ connection });
-  worker = await createWorker({ connection: native, taskQueue, deps: { live: delegate } });
+  worker = await createWorker({ connection: native, taskQueue, deps: { live: delegate, net } });
   running = worker.run();
 });
 afterAll(async () => {
