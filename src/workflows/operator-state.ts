@@ -57,7 +57,7 @@ export class StepControl {
   readonly log: StepLog;
   paused = false;
   waitingFor: string | undefined;
-  /** Bounded waits an operator can wake or extend (the tenant's; a container's child has none). */
+  /** Bounded waits an operator can wake or extend (only the tenant's phases have wait steps). */
   readonly waits = new Waits();
   /** Decisions taken but not yet acted on, by step. */
   protected readonly pending = new Map<string, Decision>();
@@ -71,15 +71,14 @@ export class StepControl {
     return { mode, hosts: hostTargets(plan), log: this.log, onFailure, decide: this.decide, whilePaused: this.whilePaused, skippedInChain: [], waits: this.waits };
   }
 
-  /** Waits for `predicate`, showing `label` in status meanwhile; false if `timeout` ran out. */
-  async waitFor(label: string, predicate: () => boolean, timeout?: string): Promise<boolean> {
+  /**
+   * Waits for an operator (a resume, a decision), showing `label` in status meanwhile. Bounded
+   * waits (gates, DNS, certificates, the window) are `waits`, which an operator can wake or extend.
+   */
+  async waitFor(label: string, predicate: () => boolean): Promise<void> {
     this.waitingFor = label;
     try {
-      if (timeout === undefined) {
-        await condition(predicate);
-        return true;
-      }
-      return await condition(predicate, timeout as `${number}s`);
+      await condition(predicate);
     } finally {
       this.waitingFor = undefined;
     }

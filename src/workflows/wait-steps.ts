@@ -10,6 +10,7 @@ import { ActivityCancellationType, ApplicationFailure, proxyActivities } from '@
 import type { Activities } from '../activities';
 import type { StepInput, StepOutcome } from '../activities/steps';
 import { NON_RETRYABLE } from '../errors';
+import { durationMs as parseDuration } from '../plan/guards';
 import type { Step } from '../runbook/model';
 import type { Waits } from './waits';
 
@@ -33,11 +34,11 @@ function pollActivities(pollInterval: string): Activities {
   });
 }
 
-/** The plan's durations (`90s`, `15m`, `2h`, `3d`, `500ms`) in ms; an error names the value. */
+/** A duration of the plan's or an operator's `extend --for` in ms (the plan's parser); an error names the value. */
 export function durationMs(d: string): number {
-  const m = /^(\d+)(ms|s|m|h|d)$/.exec(String(d));
-  if (!m) throw new Error(`for: expected a duration like 90s, 30m, 2h or 3d, got ${JSON.stringify(d)}`);
-  return Number(m[1]) * { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[m[2] as 'ms' | 's' | 'm' | 'h' | 'd'];
+  const ms = parseDuration(String(d));
+  if (ms === undefined) throw new Error(`for: expected a duration like 90s, 30m, 2h or 3d, got ${JSON.stringify(d)}`);
+  return ms;
 }
 
 const at = (ms: number) => new Date(ms).toISOString();
@@ -54,16 +55,21 @@ function expired(step: Step, maxWait: string, what: string): ApplicationFailure 
   });
 }
 
+/** One poll wait of a step, bounded by its `maxWait`: the poll's output, or who woke it and why. */
+async function pollStep(step: Step, waits: Waits, what: string, started: number, poll: (acts: Activities) => Promise<StepOutcome>): Promise<string> {
+  const p = step.params ?? {};
+  const maxWait = String(p.maxWait ?? '7d');
+  const r = await waits.poll(step.id, what, started + durationMs(maxWait), () => poll(pollActivities(String(p.pollInterval ?? '30s'))));
+  if (r.kind === 'expired') throw expired(step, maxWait, what);
+  return r.kind === 'woken' ? `woken by ${r.by} before it was over (${r.reason})` : (r.value.output ?? 'done');
+}
+
 /** DNS: every authoritative server answers every changed record (authoritative answer), then the old TTL runs out. */
 export async function waitForDns(step: Step, input: StepInput, waits: Waits): Promise<StepOutcome> {
   const started = Date.now();
   const p = step.params ?? {};
-  const maxWait = String(p.maxWait ?? '7d');
   const servers = (p.servers as string[] | undefined) ?? [];
-  const what = `${servers.join(', ')} to answer the new records authoritatively`;
-  const r = await waits.poll(step.id, what, started + durationMs(maxWait), () => pollActivities(String(p.pollInterval ?? '30s')).checkDns(input));
-  if (r.kind === 'expired') throw expired(step, maxWait, what);
-  const answered = r.kind === 'woken' ? `woken by ${r.by} before the servers agreed (${r.reason})` : (r.value.output ?? 'all servers answer the new records');
+  const answered = await pollStep(step, waits, `${servers.join(', ')} to answer the new records authoritatively`, started, (acts) => acts.checkDns(input));
   // Resolvers may serve the old records until their TTL runs out: the wait the step promises.
   const ttl = Number(p.oldTtlSeconds ?? 0);
   if (ttl <= 0) return outcome(step, started, answered);
@@ -75,11 +81,8 @@ export async function waitForDns(step: Step, input: StepInput, waits: Waits): Pr
 export async function waitForDelegation(step: Step, input: StepInput, waits: Waits): Promise<StepOutcome> {
   const started = Date.now();
   const p = step.params ?? {};
-  const maxWait = String(p.maxWait ?? '7d');
   const what = `${((p.servers as string[]) ?? []).join(', ')} to refer ${String(p.zone)} to ${((p.nameservers as string[]) ?? []).join(', ')}`;
-  const r = await waits.poll(step.id, what, started + durationMs(maxWait), () => pollActivities(String(p.pollInterval ?? '30s')).checkDelegation(input));
-  if (r.kind === 'expired') throw expired(step, maxWait, what);
-  return outcome(step, started, r.kind === 'woken' ? `woken by ${r.by} before the parent agreed (${r.reason})` : (r.value.output ?? 'delegated'));
+  return outcome(step, started, await pollStep(step, waits, what, started, (acts) => acts.checkDelegation(input)));
 }
 
 /**
@@ -91,7 +94,8 @@ export async function waitForCertificate(step: Step, input: StepInput, waits: Wa
   const started = Date.now();
   const p = step.params ?? {};
   const maxWait = String(p.maxWait ?? '7d');
-  const deadline = started + durationMs(maxWait);
+  // The step's end: an operator's extension of any of its waits moves it for the rounds after.
+  let deadline = started + durationMs(maxWait);
   const domain = String(p.domain);
   const acts = pollActivities(String(p.pollInterval ?? '5m'));
   const what = `a valid certificate served for ${domain}${p.issuer ? ` issued by ${String(p.issuer)}` : ''}`;
@@ -100,7 +104,9 @@ export async function waitForCertificate(step: Step, input: StepInput, waits: Wa
   // at first every line counts (the phase's first step made Caddy retry just before this one).
   let since: number | undefined;
   for (let round = 0; ; round++) {
-    const r = await waits.poll(round === 0 ? step.id : `${step.id}/${round}`, what, deadline, () => acts.checkCertificate({ ...input, ...(since === undefined ? {} : { since: at(since) }) }));
+    const pollId = round === 0 ? step.id : `${step.id}/${round}`;
+    const r = await waits.poll(pollId, what, deadline, () => acts.checkCertificate({ ...input, ...(since === undefined ? {} : { since: at(since) }) }));
+    deadline = Math.max(deadline, waits.endOf(pollId));
     if (r.kind === 'expired') throw expired(step, maxWait, what);
     if (r.kind === 'woken') return outcome(step, started, `woken by ${r.by} (${r.reason}); no valid certificate was seen`);
     if (r.value.ok) return outcome(step, started, [...limits, r.value.output ?? 'valid'].join('; '), { ok: true });
@@ -111,7 +117,9 @@ export async function waitForCertificate(step: Step, input: StepInput, waits: Wa
     // retry in a tight loop: at least MIN_RETRY_GAP_MS between two forced retries.
     const wakeAt = Math.max(retryAt, since === undefined ? 0 : since + MIN_RETRY_GAP_MS);
     if (wakeAt > Date.now()) {
-      const slept = await waits.timer(`${step.id}/rate-limit-${round + 1}`, `the CA's rate limit for ${domain} to end`, Math.min(wakeAt, deadline));
+      const limitId = `${step.id}/rate-limit-${round + 1}`;
+      const slept = await waits.timer(limitId, `the CA's rate limit for ${domain} to end`, Math.min(wakeAt, deadline));
+      deadline = Math.max(deadline, waits.endOf(limitId));
       if (slept === 'over' && wakeAt > deadline) throw expired(step, maxWait, what);
     }
     // Caddy ignores the CA's retry time and follows its own back-off: make it retry every pending name now.

@@ -49,6 +49,12 @@ export class Waits {
     return this.records.filter((r) => r.state === 'waiting');
   }
 
+  /** The end of the latest wait `id` as it stands (extensions included), in ms. */
+  endOf(id: string): number {
+    const rec = [...this.records].reverse().find((r) => r.id === id);
+    return rec ? Date.parse(rec.until) : 0;
+  }
+
   /** `what until <time>` of each open wait, for `waitingFor`. */
   describe(): string | undefined {
     const a = this.active();
