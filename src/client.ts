@@ -8,6 +8,7 @@ import {
   type WorkflowHandleWithFirstExecutionRunId,
 } from '@temporalio/client';
 import { TypedSearchAttributes } from '@temporalio/common';
+import { createHash } from 'node:crypto';
 import type { Mode } from './activities/steps';
 import type { Plan } from './plan/schema';
 import { TENANT_ATTR, PHASE_ATTR, workflowIdOf } from './workflows/messages';
@@ -56,6 +57,9 @@ export async function startMigration(
       args: [{ plan, mode }],
       workflowIdReusePolicy: WorkflowIdReusePolicy.ALLOW_DUPLICATE,
       workflowIdConflictPolicy: WorkflowIdConflictPolicy.FAIL,
+      // What the Web UI's list and the run's page say before anyone opens it.
+      staticSummary: `${plan.tenant} · ${mode} · plan ${planDigest(plan)}`,
+      staticDetails: startDetails(plan, mode),
       typedSearchAttributes: new TypedSearchAttributes([
         { key: TENANT_ATTR, value: plan.tenant },
         { key: PHASE_ATTR, value: 'preflight' },
@@ -65,6 +69,21 @@ export async function startMigration(
     if (err instanceof WorkflowExecutionAlreadyStartedError) throw await alreadyRunning(client, plan.tenant, mode, workflowId, options);
     throw err;
   }
+}
+
+/** A short digest of the plan as started: which plan a run used, comparable across runs and files. */
+export function planDigest(plan: Plan): string {
+  return `sha256:${createHash('sha256').update(JSON.stringify(plan)).digest('hex').slice(0, 12)}`;
+}
+
+/** The start's fixed details: the hosts (addresses only) and the containers, in Markdown. */
+function startDetails(plan: Plan, mode: Mode): string {
+  const h = plan.hosts;
+  return [
+    `**${plan.tenant}** · ${mode === 'live' ? 'live migration' : 'dry run'} · plan ${planDigest(plan)}`,
+    `From ${h.source.user}@${h.source.address} (LXD) to ${h.destination.user}@${h.destination.address} (Incus)`,
+    `Containers (${plan.containers.length}): ${plan.containers.map((c) => c.name).join(', ')}`,
+  ].join('\n\n');
 }
 
 /** The refusal an operator can act on: which run holds the ID, since when, and how to watch it. */

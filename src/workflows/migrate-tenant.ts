@@ -19,6 +19,7 @@ import { PlanError } from '../plan/validate';
 import { buildRunbook } from '../runbook/build';
 import { phaseSteps, type GateName, type PhaseId, type Step } from '../runbook/model';
 import { compensate } from './compensation';
+import { oneLine } from './details';
 import { checkInput, type CheckedInput, type MigrateTenantInput } from './input';
 import { TENANT_ATTR, workflowIdOf, type Approval, type MatrixEntry, type SkippedStep } from './messages';
 import { migrateContainer } from './migrate-container';
@@ -110,6 +111,7 @@ export async function migrateTenant(input: MigrateTenantInput): Promise<Migratio
     if (mode !== 'live') return;
     state.matrix = matrixOf(phaseSteps(runbook, 'verify'), log.outcomes.slice(before));
     if (state.redCells().length === 0) state.servicesAnsweringAt ??= Date.now();
+    state.refresh();
   };
 
   const gate = async (name: GateName, title?: string) => {
@@ -140,6 +142,7 @@ export async function migrateTenant(input: MigrateTenantInput): Promise<Migratio
     }
     state.atGate = undefined;
     state.gateTitle = undefined;
+    state.refresh();
   };
 
   /** One container's child: its failures wait inside it for the operator; its progress reaches `state` as it happens. */
@@ -148,6 +151,7 @@ export async function migrateTenant(input: MigrateTenantInput): Promise<Migratio
     state.containers[name] = { phase: 'presync' };
     const child = await startChild(migrateContainer, {
       workflowId: `${workflowInfo().workflowId}-${name}`,
+      staticSummary: oneLine(`${name}: container of ${plan.tenant}${mode === 'dry-run' ? ' (dry run)' : ''}: pre-sync, record, stop, copy, data`),
       args: [{ plan, container: name, mode, values: valuesOf(name, log.values), onFailure: ctx.onFailure, paused: state.paused }],
     });
     state.children.set(name, child);

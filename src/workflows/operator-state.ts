@@ -11,6 +11,7 @@
 import {
   condition,
   getExternalWorkflowHandle,
+  setCurrentDetails,
   setHandler,
   upsertSearchAttributes,
   workflowInfo,
@@ -43,6 +44,7 @@ import {
   type UndoFailure,
 } from './messages';
 import { derivedValues } from '../runbook/values';
+import { containerDetails, tenantDetails } from './details';
 import { hostTargets, newStepLog, type RunContext, type StepLog } from './run-steps';
 import { durationMs } from './wait-steps';
 import { Waits } from './waits';
@@ -122,6 +124,7 @@ export class ContainerControl extends StepControl {
    * the parent's history about one signal.
    */
   readonly onStep = async (step: Step, state: StepState): Promise<void> => {
+    setCurrentDetails(containerDetails(this.container, step.id.split('/')[0] ?? '', state === 'running' ? step.id : undefined, this.log.failures, this.waitingFor));
     const u = this.unsent;
     u.states = { ...u.states, [step.id]: state };
     if (state === 'running') u.current = step.id;
@@ -181,11 +184,23 @@ export class MigrationState extends StepControl {
     this.known = new Set(steps.map((s) => s.id));
     this.onceKeys = new Set(steps.filter((s) => s.once && s.captureAs).map((s) => s.captureAs!.key));
     this.containers = Object.fromEntries(plan.containers.map((c) => [c.name, { phase: 'pending' as const }]));
+    this.waits.onChange = () => this.refresh();
+  }
+
+  /** The tenant's steps report here too, so the Web UI's details follow every step. */
+  override runContext(plan: Plan, mode: Mode, onFailure: 'wait' | 'fail' = 'wait'): RunContext {
+    return { ...super.runContext(plan, mode, onFailure), onStep: async () => this.refresh() };
+  }
+
+  /** The Web UI's current details (Markdown) from the status as it stands; no history cost. */
+  refresh(): void {
+    setCurrentDetails(tenantDetails(this.status()));
   }
 
   enter(phase: MigrationStatus['phase']): void {
     this.phase = phase;
     upsertSearchAttributes([{ key: PHASE_ATTR, value: phase }]);
+    this.refresh();
   }
 
   redCells(): MatrixEntry[] {
@@ -250,6 +265,7 @@ export class MigrationState extends StepControl {
       c.phase = r.current.split('/')[0] as PhaseId;
     }
     if (Object.entries(r.states ?? {}).some(([, s]) => s === 'failed')) c.phase = 'failed';
+    this.refresh();
   }
 
   /** The container whose child runs `stepId`, if a child runs it. */
@@ -269,6 +285,7 @@ export class MigrationState extends StepControl {
     // Taken: a second decision on the same failure is refused until the step fails again.
     this.log.states[stepId] = decision.action === 'skip' ? 'skipped' : 'pending';
     if (decision.action === 'skip') delete this.log.failures[stepId];
+    this.refresh();
     const container = this.childOf(stepId);
     if (container) await this.children.get(container)!.signal(childControlSignal, { kind: 'decision', stepId, decision });
     else this.pending.set(stepId, decision);
@@ -276,6 +293,7 @@ export class MigrationState extends StepControl {
 
   private async setPaused(paused: boolean): Promise<void> {
     this.paused = paused;
+    this.refresh();
     for (const child of this.children.values()) await child.signal(childControlSignal, { kind: 'pause', paused });
   }
 
@@ -289,6 +307,7 @@ export class MigrationState extends StepControl {
       ({ gate, by, reason, override }) => {
         const approval: Approval = { gate, by, reason, at: now(), ...(override ? { override: true } : {}) };
         this.approvals.push(approval);
+        this.refresh();
         return approval;
       },
       {

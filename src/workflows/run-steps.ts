@@ -3,7 +3,7 @@
  * step kind, and the loop that executes steps in order, keeping learned values and step states.
  * A failed step either fails the run or waits for an operator's retry or skip, as the caller says.
  */
-import { ActivityCancellationType, ApplicationFailure, isCancellation, proxyActivities } from '@temporalio/workflow';
+import { ActivityCancellationType, ApplicationFailure, isCancellation, proxyActivities, type ActivityInterfaceFor } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import type { HostTarget } from '../activities/executor';
 import type { Mode, StepInput, StepOutcome } from '../activities/steps';
@@ -11,6 +11,7 @@ import { NON_RETRYABLE } from '../errors';
 import type { HostRole, Plan } from '../plan/schema';
 import type { Step, StepProfile } from '../runbook/model';
 import { derivedValues, valuesFor } from '../runbook/values';
+import { stepSummary } from './details';
 import type { Decision, SkippedStep, StepState } from './messages';
 import { waitForCertificate, waitForDelegation, waitForDns, waitWindow } from './wait-steps';
 import type { Waits } from './waits';
@@ -25,7 +26,7 @@ const nonRetryableErrorTypes = [...NON_RETRYABLE];
  * compensation starts.
  */
 const HEARTBEAT_TIMEOUT = '20 seconds';
-const proxies: Record<StepProfile, Activities> = {
+const proxies: Record<StepProfile, ActivityInterfaceFor<Activities>> = {
   // Control-plane calls: quick, a few retries of what retrying can fix.
   quick: proxyActivities<Activities>({
     startToCloseTimeout: '30 minutes',
@@ -120,33 +121,37 @@ function waitsOf(step: Step, ctx: RunContext): Waits {
   return ctx.waits;
 }
 
-/** Executes one step by kind. Dry runs record every step through `runStep`. */
+/**
+ * Executes one step by kind. Dry runs record every step through `runStep`. Each activity carries
+ * the step's ID and title as its summary: the Web UI's timeline reads as the runbook.
+ */
 async function execute(step: Step, ctx: RunContext): Promise<StepOutcome> {
   const input: StepInput = { step, values: valuesFor(step, ctx.log.values), mode: ctx.mode, hosts: pinnedHosts(ctx.hosts, ctx.log.values) };
   const act = proxies[step.profile];
-  if (ctx.mode === 'dry-run') return act.runStep(input);
+  const options = { summary: stepSummary(step) };
+  if (ctx.mode === 'dry-run') return act.runStep.executeWithOptions(options, [input]);
   switch (step.kind) {
     case 'run':
     case 'capture':
-      return act.runStep(input);
+      return act.runStep.executeWithOptions(options, [input]);
     case 'probe':
-      return act.probe(input);
+      return act.probe.executeWithOptions(options, [input]);
     case 'caddy-rewrite':
-      return act.rewriteCaddy(input);
+      return act.rewriteCaddy.executeWithOptions(options, [input]);
     case 'vault-unseal':
-      return act.unsealVault(input);
+      return act.unsealVault.executeWithOptions(options, [input]);
     case 'env-secret':
-      return act.writeSecretEnv(input);
+      return act.writeSecretEnv.executeWithOptions(options, [input]);
     case 'pin-host-key':
-      return act.pinSourceHostKey(input);
+      return act.pinSourceHostKey.executeWithOptions(options, [input]);
     case 'verify-host-keys':
-      return act.verifyHostKeys(input);
+      return act.verifyHostKeys.executeWithOptions(options, [input]);
     case 'resolve-address':
-      return act.resolveAddress(input);
+      return act.resolveAddress.executeWithOptions(options, [input]);
     case 'zone-update':
-      return act.updateZone(input);
+      return act.updateZone.executeWithOptions(options, [input]);
     case 'find-dead-domains':
-      return act.findDeadDomains(input);
+      return act.findDeadDomains.executeWithOptions(options, [input]);
     case 'wait-dns':
       return waitForDns(step, input, waitsOf(step, ctx));
     case 'wait-delegation':

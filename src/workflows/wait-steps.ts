@@ -6,12 +6,13 @@
  * Polls are one activity each whose attempts the server retries (every `pollInterval`, sooner at
  * first): a poll of days costs the history the same few events as a poll of seconds.
  */
-import { ActivityCancellationType, ApplicationFailure, proxyActivities } from '@temporalio/workflow';
+import { ActivityCancellationType, ApplicationFailure, proxyActivities, type ActivityInterfaceFor } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import type { StepInput, StepOutcome } from '../activities/steps';
 import { NON_RETRYABLE } from '../errors';
 import { durationMs as parseDuration } from '../plan/guards';
 import type { Step } from '../runbook/model';
+import { stepSummary } from './details';
 import type { Waits } from './waits';
 
 /** The least time between two retries a certificate wait makes Caddy do. */
@@ -21,7 +22,7 @@ const MIN_RETRY_GAP_MS = 5000;
 export const WAIT_EXPIRED = 'WaitExpired';
 
 /** A poll activity: retried by the server until the awaited thing is there; each attempt is short. */
-function pollActivities(pollInterval: string): Activities {
+function pollActivities(pollInterval: string): ActivityInterfaceFor<Activities> {
   const interval = durationMs(pollInterval);
   return proxyActivities<Activities>({
     startToCloseTimeout: '2 minutes',
@@ -56,7 +57,7 @@ function expired(step: Step, maxWait: string, what: string): ApplicationFailure 
 }
 
 /** One poll wait of a step, bounded by its `maxWait`: the poll's output, or who woke it and why. */
-async function pollStep(step: Step, waits: Waits, what: string, started: number, poll: (acts: Activities) => Promise<StepOutcome>): Promise<string> {
+async function pollStep(step: Step, waits: Waits, what: string, started: number, poll: (acts: ActivityInterfaceFor<Activities>) => Promise<StepOutcome>): Promise<string> {
   const p = step.params ?? {};
   const maxWait = String(p.maxWait ?? '7d');
   const r = await waits.poll(step.id, what, started + durationMs(maxWait), () => poll(pollActivities(String(p.pollInterval ?? '30s'))));
@@ -69,7 +70,7 @@ export async function waitForDns(step: Step, input: StepInput, waits: Waits): Pr
   const started = Date.now();
   const p = step.params ?? {};
   const servers = (p.servers as string[] | undefined) ?? [];
-  const answered = await pollStep(step, waits, `${servers.join(', ')} to answer the new records authoritatively`, started, (acts) => acts.checkDns(input));
+  const answered = await pollStep(step, waits, `${servers.join(', ')} to answer the new records authoritatively`, started, (acts) => acts.checkDns.executeWithOptions({ summary: stepSummary(step) }, [input]));
   // Resolvers may serve the old records until their TTL runs out: the wait the step promises.
   const ttl = Number(p.oldTtlSeconds ?? 0);
   if (ttl <= 0) return outcome(step, started, answered);
@@ -82,7 +83,7 @@ export async function waitForDelegation(step: Step, input: StepInput, waits: Wai
   const started = Date.now();
   const p = step.params ?? {};
   const what = `${((p.servers as string[]) ?? []).join(', ')} to refer ${String(p.zone)} to ${((p.nameservers as string[]) ?? []).join(', ')}`;
-  return outcome(step, started, await pollStep(step, waits, what, started, (acts) => acts.checkDelegation(input)));
+  return outcome(step, started, await pollStep(step, waits, what, started, (acts) => acts.checkDelegation.executeWithOptions({ summary: stepSummary(step) }, [input])));
 }
 
 /**
@@ -105,7 +106,9 @@ export async function waitForCertificate(step: Step, input: StepInput, waits: Wa
   let since: number | undefined;
   for (let round = 0; ; round++) {
     const pollId = round === 0 ? step.id : `${step.id}/${round}`;
-    const r = await waits.poll(pollId, what, deadline, () => acts.checkCertificate({ ...input, ...(since === undefined ? {} : { since: at(since) }) }));
+    const r = await waits.poll(pollId, what, deadline, () =>
+      acts.checkCertificate.executeWithOptions({ summary: stepSummary(step, round === 0 ? '' : ` (round ${round + 1})`) }, [{ ...input, ...(since === undefined ? {} : { since: at(since) }) }]),
+    );
     deadline = Math.max(deadline, waits.endOf(pollId));
     if (r.kind === 'expired') throw expired(step, maxWait, what);
     if (r.kind === 'woken') return outcome(step, started, `woken by ${r.by} (${r.reason}); no valid certificate was seen`);
@@ -124,7 +127,7 @@ export async function waitForCertificate(step: Step, input: StepInput, waits: Wa
     }
     // Caddy ignores the CA's retry time and follows its own back-off: make it retry every pending name now.
     since = Date.now();
-    await acts.retryCertificates(input);
+    await acts.retryCertificates.executeWithOptions({ summary: stepSummary(step, ' (Caddy made to retry)') }, [input]);
   }
 }
 

@@ -9,6 +9,7 @@
  * policy (retries add no history events). Only a wake, an extension or the end adds events.
  */
 import { CancellationScope, condition, isCancellation } from '@temporalio/workflow';
+import { oneLine } from './details';
 
 export type WaitKind = 'poll' | 'timer' | 'gate';
 
@@ -44,6 +45,8 @@ export class Waits {
   readonly records: WaitRecord[] = [];
   /** Deadline (ms) and wake of each open wait, by ID. */
   private readonly open = new Map<string, { deadline: number; woken?: WaitAction }>();
+  /** Told when a wait opens, closes, is woken or extended (the Web UI's current details follow). */
+  onChange: () => void = () => undefined;
 
   active(): WaitRecord[] {
     return this.records.filter((r) => r.state === 'waiting');
@@ -66,6 +69,7 @@ export class Waits {
     const rec: WaitRecord = { id, kind, what, since: iso(Date.now()), until: iso(until), state: 'waiting', actions: [] };
     this.records.push(rec);
     this.open.set(id, { deadline: until });
+    this.onChange();
     return rec;
   }
 
@@ -75,6 +79,7 @@ export class Waits {
     this.open.delete(rec.id);
     const closed = this.records.filter((r) => r.state !== 'waiting');
     if (closed.length > KEPT) this.records.splice(this.records.indexOf(closed[0]!), 1);
+    this.onChange();
   }
 
   /**
@@ -87,7 +92,7 @@ export class Waits {
     for (;;) {
       const deadline = o.deadline;
       const left = deadline - Date.now();
-      if (left > 0) await condition(() => o.woken !== undefined || o.deadline !== deadline, left);
+      if (left > 0) await condition(() => o.woken !== undefined || o.deadline !== deadline, left, { summary: oneLine(`${id}: ${what}`) });
       if (o.woken) {
         this.end(rec, 'woken');
         return 'woken';
@@ -116,7 +121,7 @@ export class Waits {
     for (;;) {
       const deadline = o.deadline;
       const left = deadline - Date.now();
-      if (left > 0) await condition(() => box.result !== undefined || o.woken !== undefined || o.deadline !== deadline, left);
+      if (left > 0) await condition(() => box.result !== undefined || o.woken !== undefined || o.deadline !== deadline, left, { summary: oneLine(`${id}: ${what} (deadline)`) });
       if (box.result === undefined && (o.woken || o.deadline === deadline)) {
         // Woken or out of time: the poll is cancelled and its end awaited, so nothing of it still runs.
         scope.cancel();
@@ -146,7 +151,7 @@ export class Waits {
     for (;;) {
       const deadline = o.deadline;
       const left = deadline - Date.now();
-      if (left > 0) await condition(() => predicate() || o.deadline !== deadline, left);
+      if (left > 0) await condition(() => predicate() || o.deadline !== deadline, left, { summary: oneLine(`${id}: ${what} (deadline)`) });
       if (predicate() || o.deadline === deadline) {
         const passed = predicate();
         this.end(rec, passed ? 'over' : 'expired');
@@ -189,6 +194,7 @@ export class Waits {
     const action: WaitAction = { action: 'wake', by, reason, at: iso(Date.now()) };
     rec.actions.push(action);
     this.open.get(rec.id)!.woken = action;
+    this.onChange();
     return rec;
   }
 
@@ -199,6 +205,7 @@ export class Waits {
     o.deadline = Math.max(o.deadline, Date.now()) + byMs;
     rec.until = iso(o.deadline);
     rec.actions.push({ action: 'extend', by, reason, at: iso(Date.now()), until: rec.until });
+    this.onChange();
     return rec;
   }
 }

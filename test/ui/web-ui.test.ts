@@ -11,7 +11,10 @@ import { join } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { startMigration } from '../../src/client';
 import { loadPlan, parsePlan, PlanError } from '../../src/plan/load';
+import { buildRunbook } from '../../src/runbook/build';
+import { allSteps } from '../../src/runbook/model';
 import { createWorker } from '../../src/worker';
+import { stepSummary } from '../../src/workflows/details';
 import { workflowIdOf } from '../../src/workflows/messages';
 import { quietRuntime } from '../harness/quiet-runtime';
 import { startTestServer, type TestServer } from '../harness/temporal-server';
@@ -134,6 +137,50 @@ const screenshot = (page: Page, name: string) => {
       await screenshot(page, 'web-ui-started-from-form.png');
       expect(body).toContain(workflowId);
       expect(body).toContain('migrateTenant');
+    } finally {
+      await page.close();
+      await connection.close();
+      await native.close();
+    }
+  }, 180_000);
+
+  test('the timeline of a finished migration names its steps; its metadata shows the plan it ran and its current details', async () => {
+    const plan = { ...loadPlan(join(root, 'examples', 'pragmatismo.yaml')), tenant: `uitl${Date.now() % 100000}` };
+    const native = await NativeConnection.connect({ address: server.address });
+    const connection = await Connection.connect({ address: server.address });
+    const client = new Client({ connection });
+    const taskQueue = `ui-timeline-${Date.now()}`;
+    const worker = await createWorker({ connection: native, taskQueue });
+    const page = await browser.newPage({ viewport: { width: 1600, height: 1200 } });
+    try {
+      // The worker keeps running while the UI is looked at: the current details are a query it answers.
+      await worker.runUntil(async () => {
+        const handle = await startMigration(client, plan, 'dry-run', taskQueue);
+        await handle.result();
+        await openWorkflow(page, client, handle.workflowId, 'Workflow Execution Completed');
+        const base = `${server.uiUrl}/namespaces/default/workflows/${encodeURIComponent(handle.workflowId)}/${handle.firstExecutionRunId}`;
+        await page.goto(`${base}/timeline`, { waitUntil: 'domcontentloaded' });
+        await page.getByText('runStep • cleanup/table-editor/delete-container: ').first().waitFor({ timeout: 60_000 });
+        await screenshot(page, 'web-ui-timeline.png');
+        // Every activity row the timeline draws is `<activity type> • <step ID>: <step title>`.
+        const rows = (await page.locator('span', { hasText: /^\w+ • / }).allTextContents()).map((t) => t.trim());
+        const summaries = new Map(allSteps(buildRunbook(plan)).map((st) => [stepSummary(st), st]));
+        expect(rows.length).toBeGreaterThanOrEqual(10);
+        for (const row of rows) expect(summaries.has(row.slice(row.indexOf(' • ') + 3))).toBe(true);
+
+        // The summary, the details and the current details are Markdown, each rendered in its own frame.
+        await page.getByText('User Metadata', { exact: true }).first().click();
+        await page.getByText('Current Details').first().waitFor({ timeout: 30_000 });
+        let text = '';
+        for (const deadline = Date.now() + 30_000; Date.now() < deadline && !text.includes('phase done'); await page.waitForTimeout(500)) {
+          text = (await Promise.all(page.frames().map((f) => f.locator('body').innerText().catch(() => '')))).join('\n');
+        }
+        await screenshot(page, 'web-ui-metadata.png');
+        expect(text).toMatch(new RegExp(`${plan.tenant} · dry-run · plan sha256:[0-9a-f]{12}`));
+        expect(text).toContain(`Containers (10): ${plan.containers.map((c) => c.name).join(', ')}`);
+        expect(text).toContain(`${plan.tenant} · dry-run · phase done`);
+        expect(text).toContain('Approvals: cutover by dry-run');
+      });
     } finally {
       await page.close();
       await connection.close();

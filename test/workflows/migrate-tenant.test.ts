@@ -3,6 +3,7 @@
  * started through the client, run by the worker, its activities recording commands.
  */
 import { Client, Connection } from '@temporalio/client';
+import { defaultPayloadConverter } from '@temporalio/common';
 import { NativeConnection, type Worker } from '@temporalio/worker';
 import { join } from 'node:path';
 import { DryRunExecutor } from '../../src/activities/executor';
@@ -11,6 +12,7 @@ import { loadPlan } from '../../src/plan/load';
 import { buildRunbook } from '../../src/runbook/build';
 import { allSteps } from '../../src/runbook/model';
 import { createWorker } from '../../src/worker';
+import { stepSummary } from '../../src/workflows/details';
 import { statusQuery } from '../../src/workflows/messages';
 import { quietRuntime } from '../harness/quiet-runtime';
 
@@ -88,4 +90,43 @@ test('a second migration of the same tenant is refused while one runs', async ()
   // The server's refusal, turned into one that names the running migration (test/workflows/entry.test.ts has the details).
   await expect(startMigration(client, tenantPlan, 'live', taskQueue)).rejects.toThrow(new RegExp(`already running as migrate-${tenantPlan.tenant} \\(run ${first.firstExecutionRunId}`));
   await first.terminate('test over');
+});
+
+/** The one-line summaries the Web UI's timeline shows, by event type, from a run's history. */
+async function summariesOf(workflowId: string): Promise<{ type: string; summary: string }[]> {
+  const history = await client.workflow.getHandle(workflowId).fetchHistory();
+  return (history.events ?? []).flatMap((e) => {
+    const p = e.userMetadata?.summary;
+    if (!p) return [];
+    const type = e.activityTaskScheduledEventAttributes ? 'activity' : e.timerStartedEventAttributes ? 'timer' : e.startChildWorkflowExecutionInitiatedEventAttributes ? 'child' : 'other';
+    return [{ type, summary: defaultPayloadConverter.fromPayload<string>(p) }];
+  });
+}
+
+test('the Web UI reads like the runbook: every activity and child names its step, the start its plan, the details the phase', async () => {
+  const taskQueue = `labels-${Date.now()}`;
+  const tenantPlan = { ...plan, tenant: `labels${Date.now() % 100000}` };
+  const handle = await withWorker(taskQueue, new DryRunExecutor(), async () => {
+    const h = await startMigration(client, tenantPlan, 'dry-run', taskQueue);
+    await h.result();
+    // The current details are the workflow's (Markdown), kept up to date as it runs; at the end, the final phase.
+    const meta = await h.query<{ currentDetails?: string }>('__temporal_workflow_metadata');
+    expect(meta.currentDetails).toContain(`**${tenantPlan.tenant}** · dry-run · phase **done**`);
+    expect(meta.currentDetails).toMatch(/\| system \| done \|/);
+    expect(meta.currentDetails).toContain('Approvals: cutover by dry-run');
+    return h;
+  });
+  const description = await handle.describe();
+  expect(await description.staticSummary()).toMatch(new RegExp(`^${tenantPlan.tenant} · dry-run · plan sha256:[0-9a-f]{12}$`));
+  expect(await description.staticDetails()).toContain(`Containers (10): ${plan.containers.map((c) => c.name).join(', ')}`);
+
+  const runbook = buildRunbook(tenantPlan);
+  const tenant = await summariesOf(handle.workflowId);
+  const children = (await Promise.all(plan.containers.map((c) => summariesOf(`${handle.workflowId}-${c.name}`)))).flat();
+  // Every step that ran is an activity labelled `<step id>: <its title>`, and nothing is labelled otherwise.
+  const activities = [...tenant, ...children].filter((s) => s.type === 'activity').map((s) => s.summary);
+  const steps = allSteps(runbook).filter((s) => s.kind !== 'gate');
+  expect(activities.sort()).toEqual(steps.map((s) => stepSummary(s)).sort());
+  expect(activities.find((a) => a.startsWith('copy/system/'))).toMatch(/^copy\/system\/[a-z-]+: \S/);
+  expect(tenant.filter((s) => s.type === 'child').map((s) => s.summary.split(':')[0]).sort()).toEqual(plan.containers.map((c) => c.name).sort());
 });
