@@ -42,7 +42,14 @@ const byOf = (opts: { by?: string }): string => opts.by ?? defaultOperator();
  * The task queue type left unset is the workflow task queue, the one a worker must poll first.
  */
 async function warnIfNoWorker(client: Client, cfg: TemporalConfig, workflowId: string): Promise<void> {
-  const { pollers } = await client.workflowService.describeTaskQueue({ namespace: cfg.namespace, taskQueue: { name: cfg.taskQueue } });
+  let pollers;
+  try {
+    ({ pollers } = await client.workflowService.describeTaskQueue({ namespace: cfg.namespace, taskQueue: { name: cfg.taskQueue } }));
+  } catch (err) {
+    // The start stands either way; a server that will not describe queues (permissions) only loses the check.
+    console.error(`warning: could not check for workers on task queue "${cfg.taskQueue}" at ${cfg.address}: ${(err as Error).message}`);
+    return;
+  }
   if ((pollers ?? []).length > 0) return;
   console.error(
     `warning: no worker polls task queue "${cfg.taskQueue}" on ${cfg.address}: ${workflowId} is started and waits until one does; ` +
@@ -276,7 +283,9 @@ program
         requestId: randomUUID(),
         reason: opts.reason,
       });
-      console.log(`cancel requested for ${workflowId} (run ${run.runId}) by ${byOf(opts)}; \`status ${tenant}${opts.dryRun ? ' --dry-run' : ''}\` shows the compensation`);
+      // Only a live run has something to undo; a dry run just stops.
+      const watch = opts.dryRun ? `\`status ${tenant} --dry-run\` shows where it stopped` : `\`status ${tenant}\` shows the compensation`;
+      console.log(`cancel requested for ${workflowId} (run ${run.runId}) by ${byOf(opts)}; ${watch}`);
     } finally {
       await client.connection.close();
     }
@@ -310,6 +319,8 @@ async function main(): Promise<void> {
       console.error(err.message);
       process.exitCode = 2;
     } else if (err instanceof CommanderError) {
+      // Commander prints its own usage errors; ours (an unknown gate) are printed here.
+      if (err.code.startsWith('gbo-migrate.')) console.error(`error: ${err.message}`);
       process.exitCode = err.exitCode === 0 ? 0 : 2;
     } else if (err instanceof WorkflowFailedError && err.cause) {
       // The run's own failure (an InvalidPlan refusal lists the plan's problems) rather than the SDK's wrapper.
