@@ -175,7 +175,7 @@ test("the README's command lines start, query and steer migrations on the server
     const atCleanup = await untilStatus(live, 'the cleanup gate', (s) => s.gate?.name === 'cleanup', 60_000);
     expect(atCleanup.waits.find((w) => w.id === 'cleanup/tenant/verification-window')).toMatchObject({ state: 'woken', actions: [{ action: 'wake', by: 'alice', reason: 'checked by hand' }] });
 
-    // Cancelled at the cleanup gate: the source is kept, the run ends cancelled.
+    // Cancelled at the cleanup gate (past the cutover nothing is undone): the run ends cancelled.
     await ok('cancel', tenant, file);
     await expect(live.result()).rejects.toThrow();
     expect((await live.describe()).status.name).toBe('CANCELLED');
