@@ -3,11 +3,15 @@
  * gbo-migrate: validate and print plans, start and steer migrations.
  * Exit codes: 0 ok, 1 failure, 2 invalid plan or usage.
  */
-import { WorkflowFailedError } from '@temporalio/client';
+import { WorkflowFailedError, WorkflowNotFoundError, type Client } from '@temporalio/client';
 import { Command, CommanderError } from 'commander';
+import { randomUUID } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { connectClient, startMigration } from './client';
-import { temporalConfig } from './config';
+import { temporalConfig, type TemporalConfig } from './config';
+import { clientIdentity, defaultOperator } from './operator/identity';
+import { environmentHelp, packageVersion } from './operator/help';
+import { listMigrations, PHASE_VALUES, renderMigrations } from './operator/list';
 import { planJsonSchema } from './plan/json-schema';
 import { loadPlan, PlanError } from './plan/load';
 import { buildRunbook } from './runbook/build';
@@ -18,7 +22,40 @@ import type { UpdateDefinition } from '@temporalio/common';
 import { approveUpdate, extendUpdate, pauseUpdate, resumeUpdate, retryStepUpdate, reverifyUpdate, skipStepUpdate, statusQuery, wakeUpdate, workflowIdOf, type WaitRecord } from './workflows/messages';
 
 const program = new Command();
-program.name('gbo-migrate').description('Migrate a General Bots tenant from an LXD host to an Incus host, durably, on Temporal.').exitOverride();
+program
+  .name('gbo-migrate')
+  .description('Migrate a General Bots tenant from an LXD host to an Incus host, durably, on Temporal.')
+  .version(packageVersion())
+  .addHelpText('after', environmentHelp())
+  .exitOverride();
+
+/** Every command that takes a tenant takes `--dry-run`: that tenant's dry-run migration instead of its live one. */
+const DRY_RUN_OPTION = ['--dry-run', "the tenant's dry-run migration (migrate-<tenant>-dry-run) instead of its live one"] as const;
+const migrationIdOf = (tenant: string, opts: { dryRun?: boolean }): string => workflowIdOf(tenant, opts.dryRun ? 'dry-run' : 'live');
+
+/** `--by` on every decision: optional, the operator by default (GBO_OPERATOR, else the OS user). */
+const byOption = (who: string) => ['--by <name>', `${who} (default: $GBO_OPERATOR, else the OS user)`] as const;
+const byOf = (opts: { by?: string }): string => opts.by ?? defaultOperator();
+
+/**
+ * Warns at once when no worker polls the task queue: the migration would wait there in silence.
+ * The task queue type left unset is the workflow task queue, the one a worker must poll first.
+ */
+async function warnIfNoWorker(client: Client, cfg: TemporalConfig, workflowId: string): Promise<void> {
+  let pollers;
+  try {
+    ({ pollers } = await client.workflowService.describeTaskQueue({ namespace: cfg.namespace, taskQueue: { name: cfg.taskQueue } }));
+  } catch (err) {
+    // The start stands either way; a server that will not describe queues (permissions) only loses the check.
+    console.error(`warning: could not check for workers on task queue "${cfg.taskQueue}" at ${cfg.address}: ${(err as Error).message}`);
+    return;
+  }
+  if ((pollers ?? []).length > 0) return;
+  console.error(
+    `warning: no worker polls task queue "${cfg.taskQueue}" on ${cfg.address}: ${workflowId} is started and waits until one does; ` +
+      `start one with \`gbo-migrate worker\` (TEMPORAL_ADDRESS=${cfg.address} GBO_TASK_QUEUE=${cfg.taskQueue})`,
+  );
+}
 
 program
   .command('validate')
@@ -69,6 +106,7 @@ program
       throw err;
     }
     console.log(`started ${handle.workflowId} (${opts.dryRun ? 'dry run' : 'live'}): ${cfg.uiUrl}/namespaces/${cfg.namespace}/workflows/${handle.workflowId}`);
+    await warnIfNoWorker(client, cfg, handle.workflowId);
     if (opts.wait) {
       const report = await handle.result();
       const steps = report.phases.reduce((n, p) => n + p.steps.length, 0);
@@ -105,22 +143,15 @@ program
   .command('approve')
   .argument('<tenant>')
   .requiredOption('--gate <gate>', 'cutover, dns (DNS hosted elsewhere: the records are changed at the provider), domains (remove the proxy domains no DNS record points here) or cleanup')
-  .requiredOption('--by <name>', 'who approves')
+  .option(...byOption('who approves'))
   .requiredOption('--reason <text>', 'why')
   .option('--override', 'cut over although the verification matrix is red (recorded)')
+  .option(...DRY_RUN_OPTION)
   .description('approve a gate of a running migration')
-  .action(async (tenant: string, opts: { gate: GateName; by: string; reason: string; override?: boolean }) => {
+  .action(async (tenant: string, opts: { gate: GateName; by?: string; reason: string; override?: boolean; dryRun?: boolean }) => {
     if (!GATE_NAMES.includes(opts.gate)) throw new CommanderError(2, 'gbo-migrate.gate', `--gate: expected ${GATE_NAMES.join(', ')}, got ${JSON.stringify(opts.gate)}`);
-    const cfg = temporalConfig();
-    const client = await connectClient(cfg.address, cfg.namespace);
-    try {
-      const approval = await client.workflow.getHandle(workflowIdOf(tenant)).executeUpdate(approveUpdate, { args: [opts] });
-      console.log(`approved ${approval.gate} by ${approval.by} at ${approval.at}${approval.override ? ' (override of a red matrix)' : ''}`);
-    } catch (err) {
-      throw new Error(((err as Error).cause as Error | undefined)?.message ?? (err as Error).message);
-    } finally {
-      await client.connection.close();
-    }
+    const args = { gate: opts.gate, by: byOf(opts), reason: opts.reason, ...(opts.override ? { override: true } : {}) };
+    await operate(tenant, opts, approveUpdate, args, (a) => `approved ${a.gate} by ${a.by} at ${a.at}${a.override ? ' (override of a red matrix)' : ''}`);
   });
 
 /** One open wait, with the commands that steer it. */
@@ -133,12 +164,15 @@ function describeWait(tenant: string, w: WaitRecord): string {
   return `waiting for ${w.what}\n  wait ${w.id}: since ${w.since}, until ${w.until}${acted ? `; ${acted}` : ''}\n  ${steer}`;
 }
 
-/** Runs one operator update against `migrate-<tenant>` and prints its answer; a refusal says why. */
-async function operate<A extends object, R>(tenant: string, def: UpdateDefinition<R, [A]>, args: A, show: (r: R) => string = String): Promise<void> {
+/**
+ * Runs one operator update against the tenant's migration and prints its answer; a refusal says
+ * why. The client's identity names the same operator as `by`, for the server's record of the update.
+ */
+async function operate<A extends { by: string }, R>(tenant: string, opts: { dryRun?: boolean }, def: UpdateDefinition<R, [A]>, args: A, show: (r: R) => string = String): Promise<void> {
   const cfg = temporalConfig();
-  const client = await connectClient(cfg.address, cfg.namespace);
+  const client = await connectClient(cfg.address, cfg.namespace, clientIdentity(args.by));
   try {
-    console.log(show(await client.workflow.getHandle(workflowIdOf(tenant)).executeUpdate(def, { args: [args] })));
+    console.log(show(await client.workflow.getHandle(migrationIdOf(tenant, opts)).executeUpdate(def, { args: [args] })));
   } catch (err) {
     throw new Error(((err as Error).cause as Error | undefined)?.message ?? (err as Error).message);
   } finally {
@@ -150,75 +184,129 @@ program
   .command('retry')
   .argument('<tenant>')
   .argument('<step>', 'id of the failed step, as status shows it')
-  .requiredOption('--by <name>', 'who decides')
+  .option(...byOption('who decides'))
+  .option(...DRY_RUN_OPTION)
   .description('re-run a failed step (after fixing what made it fail)')
-  .action((tenant: string, stepId: string, opts: { by: string }) => operate(tenant, retryStepUpdate, { stepId, by: opts.by }));
+  .action((tenant: string, stepId: string, opts: { by?: string; dryRun?: boolean }) => operate(tenant, opts, retryStepUpdate, { stepId, by: byOf(opts) }));
 
 program
   .command('skip')
   .argument('<tenant>')
   .argument('<step>', 'id of the failed step, as status shows it')
-  .requiredOption('--by <name>', 'who decides')
+  .option(...byOption('who decides'))
   .requiredOption('--reason <text>', 'why going on without it is safe (recorded)')
+  .option(...DRY_RUN_OPTION)
   .description('go on without a failed step')
-  .action((tenant: string, stepId: string, opts: { by: string; reason: string }) => operate(tenant, skipStepUpdate, { stepId, by: opts.by, reason: opts.reason }));
+  .action((tenant: string, stepId: string, opts: { by?: string; reason: string; dryRun?: boolean }) => operate(tenant, opts, skipStepUpdate, { stepId, by: byOf(opts), reason: opts.reason }));
 
 program
   .command('pause')
   .argument('<tenant>')
-  .requiredOption('--by <name>', 'who pauses')
+  .option(...byOption('who pauses'))
   .requiredOption('--reason <text>', 'why')
+  .option(...DRY_RUN_OPTION)
   .description('hold the migration before its next step')
-  .action((tenant: string, opts: { by: string; reason: string }) => operate(tenant, pauseUpdate, opts));
+  .action((tenant: string, opts: { by?: string; reason: string; dryRun?: boolean }) => operate(tenant, opts, pauseUpdate, { by: byOf(opts), reason: opts.reason }));
 
 program
   .command('resume')
   .argument('<tenant>')
-  .requiredOption('--by <name>', 'who resumes')
+  .option(...byOption('who resumes'))
+  .option(...DRY_RUN_OPTION)
   .description('resume a paused migration')
-  .action((tenant: string, opts: { by: string }) => operate(tenant, resumeUpdate, opts));
+  .action((tenant: string, opts: { by?: string; dryRun?: boolean }) => operate(tenant, opts, resumeUpdate, { by: byOf(opts) }));
 
 program
   .command('reverify')
   .argument('<tenant>')
-  .requiredOption('--by <name>', 'who asks')
+  .option(...byOption('who asks'))
   .requiredOption('--reason <text>', 'what was fixed (recorded)')
+  .option(...DRY_RUN_OPTION)
   .description('run the verification matrix again at the cutover gate (after fixing a service by hand)')
-  .action((tenant: string, opts: { by: string; reason: string }) => operate(tenant, reverifyUpdate, opts));
+  .action((tenant: string, opts: { by?: string; reason: string; dryRun?: boolean }) => operate(tenant, opts, reverifyUpdate, { by: byOf(opts), reason: opts.reason }));
 
 program
   .command('wake')
   .argument('<tenant>')
   .option('--wait <id>', 'the wait to end, as status shows it (needed when several are open)')
-  .requiredOption('--by <name>', 'who decides')
+  .option(...byOption('who decides'))
   .requiredOption('--reason <text>', 'why waiting longer is not needed (recorded)')
+  .option(...DRY_RUN_OPTION)
   .description('end a wait now (DNS propagation, old TTLs, a CA rate limit, a certificate, the verification window)')
-  .action((tenant: string, opts: { wait?: string; by: string; reason: string }) =>
-    operate(tenant, wakeUpdate, { ...(opts.wait ? { wait: opts.wait } : {}), by: opts.by, reason: opts.reason }, (w) => `woke ${w.id} (${w.what}) by ${opts.by}`),
-  );
+  .action((tenant: string, opts: { wait?: string; by?: string; reason: string; dryRun?: boolean }) => {
+    const by = byOf(opts);
+    return operate(tenant, opts, wakeUpdate, { ...(opts.wait ? { wait: opts.wait } : {}), by, reason: opts.reason }, (w) => `woke ${w.id} (${w.what}) by ${by}`);
+  });
 
 program
   .command('extend')
   .argument('<tenant>')
   .option('--wait <id>', 'the wait to extend, as status shows it (needed when several are open)')
   .requiredOption('--for <duration>', 'how much longer, from its current end: 30m, 2h, 3d')
-  .requiredOption('--by <name>', 'who decides')
+  .option(...byOption('who decides'))
   .requiredOption('--reason <text>', 'why (recorded)')
+  .option(...DRY_RUN_OPTION)
   .description('make a wait longer (gates included)')
-  .action((tenant: string, opts: { wait?: string; for: string; by: string; reason: string }) =>
-    operate(tenant, extendUpdate, { ...(opts.wait ? { wait: opts.wait } : {}), for: opts.for, by: opts.by, reason: opts.reason }, (w) => `extended ${w.id} (${w.what}) until ${w.until}`),
+  .action((tenant: string, opts: { wait?: string; for: string; by?: string; reason: string; dryRun?: boolean }) =>
+    operate(tenant, opts, extendUpdate, { ...(opts.wait ? { wait: opts.wait } : {}), for: opts.for, by: byOf(opts), reason: opts.reason }, (w) => `extended ${w.id} (${w.what}) until ${w.until}`),
   );
 
 program
   .command('cancel')
   .argument('<tenant>')
+  .option(...byOption('who cancels'))
+  .requiredOption('--reason <text>', 'why (recorded on the cancel request)')
+  .option(...DRY_RUN_OPTION)
   .description('cancel; before cutover the source is put back as it was and started again')
-  .action(async (tenant: string) => {
+  .action(async (tenant: string, opts: { by?: string; reason: string; dryRun?: boolean }) => {
+    const cfg = temporalConfig();
+    const identity = clientIdentity(byOf(opts));
+    const client = await connectClient(cfg.address, cfg.namespace, identity);
+    const workflowId = migrationIdOf(tenant, opts);
+    try {
+      // Described first: a closed migration is said to be so, and nothing is sent to it.
+      let run;
+      try {
+        run = await client.workflow.getHandle(workflowId).describe();
+      } catch (err) {
+        if (err instanceof WorkflowNotFoundError) throw new Error(`no ${opts.dryRun ? 'dry-run' : 'live'} migration of tenant ${tenant} (${workflowId}) on ${cfg.address}, namespace ${cfg.namespace}`);
+        throw err;
+      }
+      if (run.status.name !== 'RUNNING') {
+        throw new Error(`${workflowId} (run ${run.runId}) is already closed: ${run.status.name.toLowerCase()} at ${run.closeTime?.toISOString() ?? 'an unknown time'}; nothing sent`);
+      }
+      // The handle's cancel() carries no reason: the service call records who and why on the event.
+      await client.workflowService.requestCancelWorkflowExecution({
+        namespace: cfg.namespace,
+        workflowExecution: { workflowId, runId: run.runId },
+        identity,
+        requestId: randomUUID(),
+        reason: opts.reason,
+      });
+      // Only a live run has something to undo; a dry run just stops.
+      const watch = opts.dryRun ? `\`status ${tenant} --dry-run\` shows where it stopped` : `\`status ${tenant}\` shows the compensation`;
+      console.log(`cancel requested for ${workflowId} (run ${run.runId}) by ${byOf(opts)}; ${watch}`);
+    } finally {
+      await client.connection.close();
+    }
+  });
+
+program
+  .command('list')
+  .option('--tenant <tenant>', "only this tenant's migrations")
+  .option('--phase <phase>', `only those in this phase: ${PHASE_VALUES.join(', ')}`)
+  .option('--running', 'only running ones')
+  .option('--json', 'print them as JSON')
+  .description("the migrations the server knows, newest first: tenant, mode, phase, state (the server's visibility lags a second or so)")
+  .action(async (opts: { tenant?: string; phase?: string; running?: boolean; json?: boolean }) => {
     const cfg = temporalConfig();
     const client = await connectClient(cfg.address, cfg.namespace);
-    await client.workflow.getHandle(workflowIdOf(tenant)).cancel();
-    console.log(`cancel requested for ${workflowIdOf(tenant)}; \`status ${tenant}\` shows the compensation`);
-    await client.connection.close();
+    try {
+      const rows = await listMigrations(client, opts);
+      console.log(opts.json ? JSON.stringify(rows, null, 2) : renderMigrations(rows));
+    } finally {
+      await client.connection.close();
+    }
   });
 
 program.command('worker').description('run a worker on the configured task queue').action(runWorker);
@@ -231,6 +319,8 @@ async function main(): Promise<void> {
       console.error(err.message);
       process.exitCode = 2;
     } else if (err instanceof CommanderError) {
+      // Commander prints its own usage errors; ours (an unknown gate) are printed here.
+      if (err.code.startsWith('gbo-migrate.')) console.error(`error: ${err.message}`);
       process.exitCode = err.exitCode === 0 ? 0 : 2;
     } else if (err instanceof WorkflowFailedError && err.cause) {
       // The run's own failure (an InvalidPlan refusal lists the plan's problems) rather than the SDK's wrapper.

@@ -10,13 +10,24 @@ import {
 import { TypedSearchAttributes } from '@temporalio/common';
 import { createHash } from 'node:crypto';
 import type { Mode } from './activities/steps';
+import { clientIdentity, defaultOperator } from './operator/identity';
 import type { Plan } from './plan/schema';
 import { TENANT_ATTR, PHASE_ATTR, workflowIdOf } from './workflows/messages';
 import type { migrateTenant } from './workflows/migrate-tenant';
+import { CONNECT_TIMEOUT_MS, unreachable } from './unreachable';
 
-export async function connectClient(address: string, namespace = 'default'): Promise<Client> {
-  const connection = await Connection.connect({ address });
-  return new Client({ connection, namespace });
+/**
+ * A client whose identity names the operator (the server records it on every update and cancel);
+ * a server that does not answer within a few seconds is an error naming its address.
+ */
+export async function connectClient(address: string, namespace = 'default', identity = clientIdentity(defaultOperator())): Promise<Client> {
+  let connection: Connection;
+  try {
+    connection = await Connection.connect({ address, connectTimeout: CONNECT_TIMEOUT_MS });
+  } catch (err) {
+    throw await unreachable(address, namespace, err);
+  }
+  return new Client({ connection, namespace, identity });
 }
 
 /** A start refused because that tenant's migration (in that mode) is running; says which and where to look. */

@@ -10,6 +10,7 @@ import { DryRunExecutor } from './activities/executor';
 import { temporalConfig } from './config';
 import { FailureType } from './errors';
 import { SshPool } from './ssh/pool';
+import { unreachable } from './unreachable';
 import { resolveSecretRef, secretPolicyFromEnv, type SecretPolicy } from './ssh/secrets';
 
 export interface WorkerOptions {
@@ -66,7 +67,9 @@ export async function runWorker(): Promise<void> {
   const cfg = temporalConfig();
   // Read once, before connecting: a bad GBO_SECRETS_DIRS stops the worker here, not mid-migration.
   const secrets = secretPolicyFromEnv();
-  const connection = await NativeConnection.connect({ address: cfg.address });
+  const connection = await NativeConnection.connect({ address: cfg.address }).catch(async (err: unknown) => {
+    throw await unreachable(cfg.address, cfg.namespace, err);
+  });
   const pool = new SshPool({ secrets });
   try {
     const worker = await createWorker({ connection, namespace: cfg.namespace, taskQueue: cfg.taskQueue, deps: { live: pool }, secrets });
