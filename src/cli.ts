@@ -8,6 +8,9 @@ import { Command, CommanderError } from 'commander';
 import { writeFileSync } from 'node:fs';
 import { connectClient, startMigration } from './client';
 import { temporalConfig } from './config';
+import { auditTimeline, renderAudit } from './operator/audit';
+import { fetchMigrationHistories } from './operator/migration-history';
+import { auditReport, renderReportMarkdown } from './operator/report';
 import { planJsonSchema } from './plan/json-schema';
 import { loadPlan, PlanError } from './plan/load';
 import { buildRunbook } from './runbook/build';
@@ -219,6 +222,43 @@ program
     await client.workflow.getHandle(workflowIdOf(tenant)).cancel();
     console.log(`cancel requested for ${workflowIdOf(tenant)}; \`status ${tenant}\` shows the compensation`);
     await client.connection.close();
+  });
+
+program
+  .command('history')
+  .argument('<tenant>')
+  .option('--dry-run', 'the dry-run migration of that tenant')
+  .option('--json', 'the timeline as JSON (whole recorded outputs)')
+  .description('the audit timeline from the workflow histories: every command with host, exit code and output; every operator action with who, when and why')
+  .action(async (tenant: string, opts: { dryRun?: boolean; json?: boolean }) => {
+    const cfg = temporalConfig();
+    const client = await connectClient(cfg.address, cfg.namespace);
+    try {
+      const timeline = auditTimeline(await fetchMigrationHistories(client, workflowIdOf(tenant, opts.dryRun ? 'dry-run' : 'live'), cfg.address));
+      console.log(opts.json ? JSON.stringify(timeline, null, 2) : renderAudit(timeline));
+    } finally {
+      await client.connection.close();
+    }
+  });
+
+program
+  .command('report')
+  .argument('<tenant>')
+  .option('--dry-run', 'the dry-run migration of that tenant')
+  .option('--json', 'the report as JSON instead of Markdown')
+  .option('-o, --out <file>', 'write it to a file instead')
+  .description('the migration report from the workflow histories: final status matrix, downtime, data moved and verified, waits, approvals, skipped steps')
+  .action(async (tenant: string, opts: { dryRun?: boolean; json?: boolean; out?: string }) => {
+    const cfg = temporalConfig();
+    const client = await connectClient(cfg.address, cfg.namespace);
+    try {
+      const report = auditReport(await fetchMigrationHistories(client, workflowIdOf(tenant, opts.dryRun ? 'dry-run' : 'live'), cfg.address));
+      const text = opts.json ? JSON.stringify(report, null, 2) + '\n' : renderReportMarkdown(report);
+      if (opts.out) writeFileSync(opts.out, text);
+      else process.stdout.write(text);
+    } finally {
+      await client.connection.close();
+    }
   });
 
 program.command('worker').description('run a worker on the configured task queue').action(runWorker);
