@@ -9,6 +9,7 @@
  */
 import type { HostTarget } from '../activities/executor';
 import type { StepInput, StepOutcome } from '../activities/steps';
+import { hostCommand } from '../runbook/shell';
 import type { MigrateContainerResult } from '../workflows/migrate-container';
 import { decode, idOf, msOf, timeOf, type HistoryEvent, type MigrationHistories, type WorkflowRun } from './migration-history';
 
@@ -122,6 +123,21 @@ function failureText(f: { message?: string | null; cause?: unknown } | null | un
   return parts.length ? parts.join('\n  caused by: ') : undefined;
 }
 
+/**
+ * A step's command as its activity builds it from the recorded input (placeholders filled, sudo
+ * applied), for an attempt that ended without an outcome to say it. Worker-side steps (probes from
+ * the worker, waits) keep their description.
+ */
+function builtCommand(input: StepInput): string {
+  const { step } = input;
+  if (step.host === 'worker') return step.command;
+  try {
+    return hostCommand(step.command, input.values ?? {}, step.sudo);
+  } catch {
+    return step.command;
+  }
+}
+
 function targetOf(input: StepInput | undefined, host: string): string | undefined {
   const t: HostTarget | undefined = (input?.hosts as Record<string, HostTarget> | undefined)?.[host];
   return t ? `${t.user}@${t.address}:${t.port}` : undefined;
@@ -146,7 +162,7 @@ function stepsOf(run: WorkflowRun, container: string | undefined): StepRecord[] 
         activity: s.activityType?.name ?? '?',
         host: step?.host ?? '?',
         ...(input ? { target: targetOf(input, step?.host ?? '') } : {}),
-        command: step?.command ?? '',
+        command: input ? builtCommand(input) : '',
         status: 'running',
         ...(step?.params ? { params: step.params } : {}),
         ...(input ? { input } : {}),
