@@ -11,7 +11,7 @@ import type { HostTarget } from '../activities/executor';
 import type { StepInput, StepOutcome } from '../activities/steps';
 import { hostCommand } from '../runbook/shell';
 import type { MigrateContainerResult } from '../workflows/migrate-container';
-import { decode, idOf, msOf, timeOf, type HistoryEvent, type MigrationHistories, type WorkflowRun } from './migration-history';
+import { childRunsOf, decode, idOf, msOf, timeOf, type HistoryEvent, type MigrationHistories, type WorkflowRun } from './migration-history';
 
 export type StepStatus = StepOutcome['status'] | 'failed' | 'timed-out' | 'cancelled' | 'running';
 
@@ -110,7 +110,7 @@ export interface AuditTimeline {
   startedAt: string;
   closedAt?: string;
   entries: AuditEntry[];
-  /** Containers whose child history the server no longer has: their steps come from the child's result, without attempts. */
+  /** Containers whose child history the server no longer has: a completed one's steps come from its result, without attempts. */
   childrenWithoutHistory: string[];
 }
 
@@ -145,7 +145,7 @@ function targetOf(input: StepInput | undefined, host: string): string | undefine
 
 /** The activities of one run, each with its attempts and how it ended. */
 function stepsOf(run: WorkflowRun, container: string | undefined): StepRecord[] {
-  const byScheduled = new Map<number, StepRecord & { scheduledMs: number; input?: StepInput }>();
+  const byScheduled = new Map<number, StepRecord>();
   for (const e of run.events) {
     const s = e.activityTaskScheduledEventAttributes;
     if (s) {
@@ -154,7 +154,6 @@ function stepsOf(run: WorkflowRun, container: string | undefined): StepRecord[] 
       byScheduled.set(idOf(e.eventId), {
         kind: 'step',
         at: iso(timeOf(e)),
-        scheduledMs: timeOf(e),
         workflowId: run.workflowId,
         ...(container ? { container } : {}),
         stepId: step?.id ?? `activity ${s.activityId}`,
@@ -165,7 +164,6 @@ function stepsOf(run: WorkflowRun, container: string | undefined): StepRecord[] 
         command: input ? builtCommand(input) : '',
         status: 'running',
         ...(step?.params ? { params: step.params } : {}),
-        ...(input ? { input } : {}),
       });
       continue;
     }
@@ -182,7 +180,7 @@ function stepsOf(run: WorkflowRun, container: string | undefined): StepRecord[] 
     if (!closed) continue;
     const r = byScheduled.get(idOf(closed.scheduledEventId));
     if (!r) continue;
-    r.elapsedMs = timeOf(e) - r.scheduledMs;
+    r.elapsedMs = timeOf(e) - Date.parse(r.at);
     if (e.activityTaskCompletedEventAttributes) {
       const o = decode<StepOutcome>(e.activityTaskCompletedEventAttributes.result);
       if (o) Object.assign(r, outcomeFields(o));
@@ -196,7 +194,7 @@ function stepsOf(run: WorkflowRun, container: string | undefined): StepRecord[] 
       r.status = 'cancelled';
     }
   }
-  return [...byScheduled.values()].map(({ scheduledMs: _, input: __, ...r }) => r);
+  return [...byScheduled.values()];
 }
 
 function outcomeFields(o: StepOutcome): Partial<StepRecord> {
@@ -325,13 +323,15 @@ export function auditTimeline(h: MigrationHistories): AuditTimeline {
   const entries: AuditEntry[] = [...own, ...operatorActions(tenant), ...timers(tenant, undefined), ...lifecycle(tenant)];
   const results = childResults(tenant);
   const childrenWithoutHistory: string[] = [];
-  for (const container of new Set([...results.keys(), ...h.children.keys()])) {
+  for (const { container } of childRunsOf(tenant)) {
     const run = h.children.get(container);
+    const result = results.get(container);
     if (run) {
       entries.push(...stepsOf(run, container), ...timers(run, container), ...lifecycle(run, container));
     } else {
+      // Gone from the server: a completed child's steps are still in its result; a failed or cancelled one's are not.
       childrenWithoutHistory.push(container);
-      entries.push(...stepsFromResult(tenant, container, results.get(container)!, targets));
+      if (result) entries.push(...stepsFromResult(tenant, container, result, targets));
     }
   }
   entries.sort((a, b) => Date.parse(a.at) - Date.parse(b.at));
@@ -418,7 +418,7 @@ export function renderAudit(t: AuditTimeline): string {
   const head = [
     `${t.workflowId}${t.runId ? ` (run ${t.runId})` : ''}: ${t.mode ?? ''} migration of tenant ${t.tenant}, ${t.status}`,
     `started ${t.startedAt}${t.closedAt ? `, closed ${t.closedAt}` : ''}`,
-    ...(t.childrenWithoutHistory.length ? [`no own history on the server for ${t.childrenWithoutHistory.join(', ')}: their steps are shown from their results (no attempts or failures)`] : []),
+    ...(t.childrenWithoutHistory.length ? [`no own history on the server for ${t.childrenWithoutHistory.join(', ')}: the steps of those that completed are shown from their results (no attempts or failures)`] : []),
     '',
   ];
   const body = t.entries.flatMap((e) => {

@@ -27,7 +27,8 @@ export interface MigrationHistories {
 /** A tenant with no migration of that ID (or one the namespace's retention has already dropped). */
 export class MigrationNotFoundError extends Error {
   constructor(workflowId: string, namespace: string, address: string) {
-    super(`no migration ${workflowId} in namespace ${namespace} on the Temporal server at ${address} (never started, or past the namespace's retention; a dry run is --dry-run)`);
+    const dryRunHint = workflowId.endsWith('-dry-run') ? '' : '; for a dry run add --dry-run';
+    super(`no migration ${workflowId} in namespace ${namespace} on the Temporal server at ${address} (never started, or past the namespace's retention${dryRunHint})`);
     this.name = 'MigrationNotFoundError';
   }
 }
