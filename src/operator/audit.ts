@@ -369,7 +369,9 @@ function trimmedLines(text: string): string[] {
 const INDENT = ' '.repeat(27);
 
 function renderStep(s: StepRecord): string[] {
-  const where = `${s.container ? `[${s.container}] ` : ''}${s.stepId} on ${s.host}${s.target ? ` ${s.target}` : ''}`;
+  // Several activities may act for one step (a certificate wait polls, then makes Caddy retry): name any but the plain one.
+  const via = s.activity && s.activity !== 'runStep' ? ` (${s.activity})` : '';
+  const where = `${s.container ? `[${s.container}] ` : ''}${s.stepId}${via} on ${s.host}${s.target ? ` ${s.target}` : ''}`;
   const facts = [
     s.status,
     s.exitCode !== undefined ? `exit ${s.exitCode}` : undefined,
@@ -393,7 +395,10 @@ function renderAction(a: OperatorAction): string {
     .filter(([k]) => k !== 'by' && k !== 'reason')
     .map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`)
     .join(' ');
-  const answer = a.outcome === 'refused' ? `refused: ${a.error}` : a.outcome === 'pending' ? 'accepted, not completed yet' : 'ok';
+  // wake and extend answer with the wait they acted on: which one, when no --wait named it.
+  const wait = a.answer as { id?: string; what?: string; until?: string } | undefined;
+  const acted = a.outcome === 'ok' && wait?.id && wait.what ? `, wait ${wait.id} (${wait.what})${a.action === 'extend' && wait.until ? ` now until ${wait.until}` : ''}` : '';
+  const answer = a.outcome === 'refused' ? `refused: ${a.error}` : a.outcome === 'pending' ? 'accepted, not completed yet' : `ok${acted}`;
   return `${a.action.padEnd(9)} ${args ? `${args} ` : ''}by ${a.by ?? '?'}${a.reason ? `: "${a.reason}"` : ''} (client ${a.identity ?? '?'}): ${answer}`;
 }
 

@@ -22,6 +22,7 @@ function outcomes(events: RawEvent[]): Outcome[] {
   });
 }
 
+const escape = (s: string) => s.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
 const stepsOf = (t: ReturnType<typeof auditTimeline>) => t.entries.filter((e): e is StepRecord => e.kind === 'step');
 const actionsOf = (t: ReturnType<typeof auditTimeline>) => t.entries.filter((e): e is OperatorAction => e.kind === 'operator');
 
@@ -38,10 +39,10 @@ describe('the lab migration', () => {
       expect(found).toHaveLength(1);
       expect(found[0]).toMatchObject({ host: o.host, command: o.command, status: o.status, attempts: 1, ...(o.exitCode !== undefined ? { exitCode: o.exitCode } : {}) });
       // The text view: the step, its host, its exit code, and the command whole.
-      expect(text).toContain(`${o.container ? `[${o.container}] ` : ''}${o.id} on ${o.host}`);
+      expect(text).toMatch(new RegExp(`${o.container ? `\\[${o.container}\\] ` : ''}${escape(o.id)}( \\(\\w+\\))? on ${o.host}`));
       expect(text).toContain(`$ ${o.command.split('\n')[0]}`);
     }
-    for (const s of steps.filter((x) => x.exitCode !== undefined)) expect(text).toMatch(new RegExp(`${s.stepId.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')} on ${s.host}[^\\n]*: ${s.status}, exit ${s.exitCode},`));
+    for (const s of steps.filter((x) => x.exitCode !== undefined)) expect(text).toMatch(new RegExp(`${escape(s.stepId)}( \\(\\w+\\))? on ${s.host}[^\\n]*: ${s.status}, exit ${s.exitCode},`));
   });
 
   test('the children without a history of their own are shown from their results, saying attempts are unknown', () => {
@@ -82,7 +83,7 @@ test('the certificates run: a wake with who and why, and a poll whose retries th
   const actions = actionsOf(timeline).filter((a) => a.action === 'wake');
   expect(actions.map((a) => [a.by, a.reason])).toEqual(wakes.map((w) => [w.by, w.reason]));
   const text = renderAudit(timeline);
-  for (const w of wakes) expect(text).toContain(`by ${w.by}: "${w.reason}"`);
+  for (const w of wakes) expect(text).toMatch(new RegExp(`wake {6}by ${escape(w.by)}: "${escape(w.reason)}" \\(client [^)]+\\): ok, wait \\S+ \\(`));
 
   const retried = raw.flatMap((e) => {
     const a = e.activityTaskStartedEventAttributes as { attempt: number; scheduledEventId: string } | undefined;
@@ -95,7 +96,7 @@ test('the certificates run: a wake with who and why, and a poll whose retries th
     expect(p.activity).toBe('checkCertificate');
     expect(p.lastRetryFailure).toMatch(/^not yet: /);
   }
-  expect(text).toMatch(/attempts 20\n[\s\S]*?! attempt 19 failed: not yet: /);
+  expect(text).toMatch(/certificates\/tenant\/pragmatismo-lab \(checkCertificate\) on worker: done, no answer, [^\n]*attempts 20\n[^\n]*\n {27}! attempt 19 failed: not yet: /);
 });
 
 test('the dry run: every step recorded, as recorded', () => {

@@ -77,7 +77,7 @@ test('history lists every command with its exit code and every operator action w
         const done = e.activityTaskCompletedEventAttributes;
         if (done) {
           const o = defaultPayloadConverter.fromPayload<StepOutcome>(done.result!.payloads![0]!);
-          const where = `${r.container ? `\\[${escape(r.container)}\\] ` : ''}${escape(o.id)} on ${o.host}`;
+          const where = `${r.container ? `\\[${escape(r.container)}\\] ` : ''}${escape(o.id)}( \\(\\w+\\))? on ${o.host}`;
           expect(history.stdout).toMatch(new RegExp(`${where}[^\\n]*: ${o.status}${o.exitCode !== undefined ? `, exit ${o.exitCode}` : ''}[^\\n]*\\n {27}\\$ ${escape(o.command.split('\n')[0]!)}`));
           commands++;
         }
