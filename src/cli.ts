@@ -12,6 +12,9 @@ import { temporalConfig, type TemporalConfig } from './config';
 import { clientIdentity, defaultOperator } from './operator/identity';
 import { environmentHelp, packageVersion } from './operator/help';
 import { listMigrations, PHASE_VALUES, renderMigrations } from './operator/list';
+import { auditTimeline, renderAudit } from './operator/audit';
+import { fetchMigrationHistories } from './operator/migration-history';
+import { auditReport, renderReportMarkdown } from './operator/report';
 import { planJsonSchema } from './plan/json-schema';
 import { loadPlan, PlanError } from './plan/load';
 import { buildRunbook } from './runbook/build';
@@ -304,6 +307,43 @@ program
     try {
       const rows = await listMigrations(client, opts);
       console.log(opts.json ? JSON.stringify(rows, null, 2) : renderMigrations(rows));
+    } finally {
+      await client.connection.close();
+    }
+  });
+
+program
+  .command('history')
+  .argument('<tenant>')
+  .option(...DRY_RUN_OPTION)
+  .option('--json', 'the timeline as JSON (whole recorded outputs)')
+  .description('the audit timeline from the workflow histories: every command with host, exit code and output; every operator action with who, when and why')
+  .action(async (tenant: string, opts: { dryRun?: boolean; json?: boolean }) => {
+    const cfg = temporalConfig();
+    const client = await connectClient(cfg.address, cfg.namespace);
+    try {
+      const timeline = auditTimeline(await fetchMigrationHistories(client, migrationIdOf(tenant, opts), cfg.address));
+      console.log(opts.json ? JSON.stringify(timeline, null, 2) : renderAudit(timeline));
+    } finally {
+      await client.connection.close();
+    }
+  });
+
+program
+  .command('report')
+  .argument('<tenant>')
+  .option(...DRY_RUN_OPTION)
+  .option('--json', 'the report as JSON instead of Markdown')
+  .option('-o, --out <file>', 'write it to a file instead')
+  .description('the migration report from the workflow histories: final status matrix, downtime, data moved and verified, waits, approvals, skipped steps')
+  .action(async (tenant: string, opts: { dryRun?: boolean; json?: boolean; out?: string }) => {
+    const cfg = temporalConfig();
+    const client = await connectClient(cfg.address, cfg.namespace);
+    try {
+      const report = auditReport(await fetchMigrationHistories(client, migrationIdOf(tenant, opts), cfg.address));
+      const text = opts.json ? JSON.stringify(report, null, 2) + '\n' : renderReportMarkdown(report);
+      if (opts.out) writeFileSync(opts.out, text);
+      else process.stdout.write(text);
     } finally {
       await client.connection.close();
     }
