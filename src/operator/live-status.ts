@@ -43,6 +43,8 @@ export interface LiveStatus {
   /** The status query's answer; absent when it did not answer (then `queryError` says why). */
   status?: MigrationStatus;
   queryError?: string;
+  /** The query got no answer in time (no worker polls the task queue, or none can replay the run). */
+  queryTimedOut?: true;
   activities: ActivityView[];
   /** When this was gathered (ISO 8601). */
   at: string;
@@ -95,13 +97,15 @@ function activityOf(a: PendingActivity, workflowId: string, container: string | 
 }
 
 /** The status query, bounded: its answer, or why there is none. */
-async function queryStatus(client: Client, workflowId: string, runId: string, timeoutMs: number): Promise<{ status: MigrationStatus } | { queryError: string }> {
+async function queryStatus(client: Client, workflowId: string, runId: string, timeoutMs: number): Promise<{ status: MigrationStatus } | { queryError: string; queryTimedOut?: true }> {
+  const timeout = AbortSignal.timeout(timeoutMs);
   try {
-    const status = await client.connection.withDeadline(Date.now() + timeoutMs, () => client.workflow.getHandle(workflowId, runId).query(statusQuery));
+    const status = await client.connection.withAbortSignal(timeout, () => client.workflow.getHandle(workflowId, runId).query(statusQuery));
     return { status };
   } catch (err) {
-    const message = (err as Error).message;
-    return { queryError: /deadline/i.test(message) ? `no answer within ${Math.round(timeoutMs / 1000)} s` : message };
+    if (timeout.aborted) return { queryError: `no answer within ${Math.round(timeoutMs / 1000)} s`, queryTimedOut: true };
+    // The client wraps the server's error ("Failed to query Workflow"): the cause says what happened.
+    return { queryError: [err as Error, (err as Error).cause as Error | undefined].flatMap((e) => (e?.message ? [e.message] : [])).join(': ') };
   }
 }
 

@@ -135,7 +135,7 @@ const cell = (e: MatrixEntry) => `${e.container}/${e.service}${e.port !== undefi
 function activityLines(a: ActivityView, now: Date): string[] {
   const p = a.progress;
   const who = a.container ?? 'tenant';
-  const head = [`${who}: ${p?.step ?? a.type}`, p?.doing, p?.elapsedS !== undefined ? `${formatSpan(p.elapsedS * 1000)}` : undefined, a.attempt > 1 ? `attempt ${a.attempt}` : undefined]
+  const head = [`${who}: ${p?.step ?? a.type}`, p?.doing, p?.elapsedS !== undefined ? formatSpan(p.elapsedS * 1000) : undefined, a.attempt > 1 ? `attempt ${a.attempt}` : undefined]
     .filter(Boolean)
     .join(', ');
   const out = [`  ${head}`];
@@ -160,15 +160,15 @@ export function renderStatus(live: LiveStatus, now: Date = new Date()): string {
   const { workflow: wf, status: s } = live;
   const running = wf.status === 'RUNNING';
   const out: string[] = [];
-  const since = `started ${wf.startTime}`;
-  out.push(`${wf.id} (${live.mode === 'dry-run' ? 'dry run' : 'live'}), run ${wf.runId}: ${wf.status}${wf.closeTime ? ` at ${wf.closeTime} (${formatSpan(Date.parse(wf.closeTime) - Date.parse(wf.startTime))} after it started)` : `, ${since} (${formatSpan(now.getTime() - Date.parse(wf.startTime))} ago)`}`);
+  const when = wf.closeTime
+    ? ` at ${wf.closeTime} (${formatSpan(Date.parse(wf.closeTime) - Date.parse(wf.startTime))} after it started)`
+    : `, started ${wf.startTime} (${formatSpan(now.getTime() - Date.parse(wf.startTime))} ago)`;
+  out.push(`${wf.id} (${live.mode === 'dry-run' ? 'dry run' : 'live'}), run ${wf.runId}: ${wf.status}${when}`);
   if (!running) out.push(`  the run is over: its steps and events with \`${cmd(live, 'history', '')}\`, its report with \`${cmd(live, 'report', '')}\``);
   if (!s) {
-    out.push(
-      running
-        ? `  the status query did not answer (${live.queryError}): is a worker polling task queue ${wf.taskQueue}?`
-        : `  its final status is not available (${live.queryError}): a closed run answers queries only with a worker polling task queue ${wf.taskQueue}`,
-    );
+    // A query needs a worker, a closed run's too (it replays the history to answer).
+    const hint = live.queryTimedOut ? `: is a worker polling task queue ${wf.taskQueue}?` : '';
+    out.push(running ? `  the status query did not answer (${live.queryError})${hint}` : `  its final status is not available (${live.queryError})${hint}`);
     return out.join('\n');
   }
 
@@ -230,7 +230,15 @@ export function renderStatus(live: LiveStatus, now: Date = new Date()): string {
   return out.join('\n');
 }
 
-/** `--json`: one object for scripts; `status` is null when the query did not answer. */
+/**
+ * `--json`: one object for scripts; `status` is null when the query did not answer. A transfer's
+ * rate and ETA come in numbers too (bytes per second, seconds), so that no script parses `64.00MB/s`.
+ */
 export function statusJson(live: LiveStatus): string {
-  return JSON.stringify({ status: live.status ?? null, ...(live.queryError ? { queryError: live.queryError } : {}), workflow: live.workflow, activities: live.activities, at: live.at });
+  const activities = live.activities.map((a) => {
+    const rateBytesPerS = parseRate(a.progress?.rate);
+    const etaS = a.progress ? etaSeconds(a.progress) : undefined;
+    return { ...a, ...(rateBytesPerS !== undefined ? { rateBytesPerS } : {}), ...(etaS !== undefined ? { etaS } : {}) };
+  });
+  return JSON.stringify({ status: live.status ?? null, ...(live.queryError ? { queryError: live.queryError } : {}), ...(live.queryTimedOut ? { queryTimedOut: true } : {}), workflow: live.workflow, activities, at: live.at });
 }

@@ -3,7 +3,8 @@
  * server, over the stateful fake hosts: a slow data pull reports rsync's progress through the
  * real heartbeat code, and the live view shows the container's running step and a progress bar
  * with bytes, rate and ETA; `--json` parses; a failed step shows its retry and skip commands;
- * `--watch` prints frames until the run closes; a tenant with no migration is named as such.
+ * `--watch` prints frames until the run closes; a tenant with no migration is named as such; a
+ * run without a worker is still described.
  */
 import { execFile, execFileSync, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
@@ -65,6 +66,11 @@ test('status shows the running step with a progress bar, --json parses, a failed
   await worker.runUntil(async () => {
     const handle = await startMigration(t.client, plan, 'live', taskQueue);
 
+    // Watched from the start of the transfer to the end of the run, frame after frame (not a terminal: a separator line each).
+    const watching = cli('status', plan.tenant, '--watch', '0.5');
+    let seen = '';
+    watching.child.stdout?.on('data', (chunk: Buffer) => (seen += chunk.toString()));
+
     const frame = await statusUntil([plan.tenant], BAR);
     expect(frame).toContain(`migrate-${plan.tenant} (live), run ${handle.firstExecutionRunId}: RUNNING`);
     expect(frame).toMatch(new RegExp(`^tenant ${plan.tenant}  mode live  phase presync`, 'm'));
@@ -91,17 +97,17 @@ test('status shows the running step with a progress bar, --json parses, a failed
     expect(failed).toMatch(/^ {2}tables +failed +data\/tables\/verify-transfer$/m);
     expect(failed).not.toContain('$ sudo');
 
-    // --watch prints a frame after a separator line (not a terminal) until the run closes, then exits non-zero: it did not complete.
-    const watching = cli('status', plan.tenant, '--watch', '0.5');
-    let seen = '';
-    watching.child.stdout?.on('data', (chunk: Buffer) => (seen += chunk.toString()));
-    for (const deadline = Date.now() + 30_000; (seen.match(/^--- /gm) ?? []).length < 2 && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 200));
+    // The watch goes on until the run closes, then exits non-zero: it did not complete.
+    for (const deadline = Date.now() + 30_000; !/retry with:[^]*$/.test(seen.split(/^--- /m).at(-1) ?? '') && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 200));
     await handle.terminate('status test over');
     const watched = await watching;
     expect(watched.code).toBe(1);
     const frames = watched.stdout.split(/^--- \S+ ---$/m).filter((f) => f.trim());
-    expect(frames.length).toBeGreaterThanOrEqual(2);
-    expect(frames[0]).toContain('retry with:');
+    // The bar moved from frame to frame during the transfer, and the failure showed before the end.
+    const percents = new Set(frames.flatMap((f) => (/\] (\d+)%/.exec(f) ?? []).slice(1)));
+    expect(percents.size).toBeGreaterThanOrEqual(2);
+    expect(frames.some((f) => BAR.test(f) && /^ {2}tables +presync +presync\/tables\/rsync$/m.test(f))).toBe(true);
+    expect(frames.some((f) => f.includes('retry with:'))).toBe(true);
     expect(frames.at(-1)).toMatch(new RegExp(`run ${handle.firstExecutionRunId}: TERMINATED at \\S+`));
     expect(frames.at(-1)).toContain(`gbo-migrate history ${plan.tenant}`);
     expect(frames.at(-1)).not.toContain('retry with:');
@@ -119,4 +125,24 @@ test('a tenant with no migration: the workflow ID and the server, exit 1; a bad 
   const bad = await cli('status', 'nosuchtenant', '--watch', 'often');
   expect(bad.code).toBe(2);
   expect(bad.stderr).toContain("option '--watch [seconds]' argument 'often' is invalid. expected seconds between 0.5 and 3600");
+});
+
+test('without a worker: the running and then the closed run are still described, the query bounded', async () => {
+  const plan = testPlan();
+  const taskQueue = `status-idle-${Date.now()}`;
+  const handle = await startMigration(t.client, plan, 'live', taskQueue);
+  try {
+    const running = await cli('status', plan.tenant);
+    expect(running.code).toBe(0);
+    expect(running.stdout).toContain(`migrate-${plan.tenant} (live), run ${handle.firstExecutionRunId}: RUNNING`);
+    expect(running.stdout).toContain(`the status query did not answer (no answer within 5 s): is a worker polling task queue ${taskQueue}?`);
+  } finally {
+    await handle.terminate('status test over');
+  }
+  const closed = await cli('status', plan.tenant);
+  expect(closed.code).toBe(0);
+  expect(closed.stdout).toMatch(new RegExp(`run ${handle.firstExecutionRunId}: TERMINATED at \\S+`));
+  expect(closed.stdout).toContain(`the run is over: its steps and events with \`gbo-migrate history ${plan.tenant}\``);
+  // Terminated before any worker ran it: the server says no query can be answered.
+  expect(closed.stdout).toContain('its final status is not available (Failed to query Workflow: 9 FAILED_PRECONDITION: Workflow execution closed before WorkflowTaskStarted event)');
 });

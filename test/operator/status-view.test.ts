@@ -243,21 +243,26 @@ describe('the frame', () => {
     expect(frame).toContain('downtime 1m 00s (not over when the run closed)');
     expect(frame).not.toContain('gbo-migrate retry');
 
-    const unanswered = renderStatus({ ...closed, status: undefined, queryError: 'no answer within 5 s' }, now);
-    expect(unanswered).toContain('its final status is not available (no answer within 5 s): a closed run answers queries only with a worker polling task queue gbo-migrate');
+    const unanswered = renderStatus({ ...closed, status: undefined, queryError: 'no answer within 5 s', queryTimedOut: true }, now);
+    expect(unanswered).toContain('its final status is not available (no answer within 5 s): is a worker polling task queue gbo-migrate?');
+    const refused = renderStatus({ ...closed, status: undefined, queryError: 'Failed to query Workflow: 9 FAILED_PRECONDITION: closed' }, now);
+    expect(refused.split('\n').at(-1)).toBe('  its final status is not available (Failed to query Workflow: 9 FAILED_PRECONDITION: closed)');
     expect(unanswered).not.toContain('tenant acme  mode');
   });
 
   test('a running migration whose query does not answer points at the worker', () => {
-    expect(renderStatus(live({ status: undefined, queryError: 'no answer within 5 s' }), now)).toContain('the status query did not answer (no answer within 5 s): is a worker polling task queue gbo-migrate?');
+    expect(renderStatus(live({ status: undefined, queryError: 'no answer within 5 s', queryTimedOut: true }), now)).toContain('the status query did not answer (no answer within 5 s): is a worker polling task queue gbo-migrate?');
   });
 
   test('no migration names the workflow ID and the server', () => {
     expect(renderMissing('migrate-acme', '127.0.0.1:7233', 'default')).toBe('no migration migrate-acme on 127.0.0.1:7233 (namespace default): none was started with that ID, or its history has been deleted');
   });
 
-  test('--json: status, workflow and activities', () => {
+  test('--json: status, workflow and activities, a transfer with its rate and ETA in numbers', () => {
     const j = JSON.parse(statusJson(live({ status: undefined, queryError: 'x' })));
     expect(j).toEqual({ status: null, queryError: 'x', workflow: expect.objectContaining({ id: 'migrate-acme', runId: 'run-1', status: 'RUNNING' }), activities: [], at: now.toISOString() });
+    const pull = { workflowId: 'migrate-acme-tables', activityId: '1', type: 'runStep', state: 'started' as const, attempt: 1, progress: { step: 'data/tables/final-sync', elapsedS: 3, bytes: 450 * MB, percent: 45, rate: '10.00MB/s' } };
+    const [a] = JSON.parse(statusJson(live({ activities: [pull] }))).activities;
+    expect(a).toEqual({ ...pull, rateBytesPerS: 10 * MB, etaS: 55 });
   });
 });
