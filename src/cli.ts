@@ -4,7 +4,7 @@
  * Exit codes: 0 ok, 1 failure, 2 invalid plan or usage.
  */
 import { WorkflowFailedError, WorkflowNotFoundError, type Client } from '@temporalio/client';
-import { Command, CommanderError } from 'commander';
+import { Command, CommanderError, Option } from 'commander';
 import { randomUUID } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { connectClient, startMigration } from './client';
@@ -15,6 +15,7 @@ import { listMigrations, PHASE_VALUES, renderMigrations } from './operator/list'
 import { auditTimeline, renderAudit } from './operator/audit';
 import { fetchMigrationHistories } from './operator/migration-history';
 import { auditReport, renderReportMarkdown } from './operator/report';
+import { parseWatchSeconds, runStatus } from './operator/status-command';
 import { planJsonSchema } from './plan/json-schema';
 import { loadPlan, PlanError } from './plan/load';
 import { buildRunbook } from './runbook/build';
@@ -22,7 +23,7 @@ import { GATE_NAMES, type GateName } from './runbook/model';
 import { renderRunbook } from './runbook/print';
 import { runWorker } from './worker';
 import type { UpdateDefinition } from '@temporalio/common';
-import { approveUpdate, extendUpdate, pauseUpdate, resumeUpdate, retryStepUpdate, reverifyUpdate, skipStepUpdate, statusQuery, wakeUpdate, workflowIdOf, type WaitRecord } from './workflows/messages';
+import { approveUpdate, extendUpdate, pauseUpdate, resumeUpdate, retryStepUpdate, reverifyUpdate, skipStepUpdate, wakeUpdate, workflowIdOf } from './workflows/messages';
 
 const program = new Command();
 program
@@ -121,25 +122,27 @@ program
 program
   .command('status')
   .argument('<tenant>')
-  .option('--dry-run', 'the dry-run migration of that tenant')
-  .description("print a migration's phase, step states and current wait")
-  .action(async (tenant: string, opts: { dryRun?: boolean }) => {
+  .option(...DRY_RUN_OPTION)
+  .addOption(new Option('--watch [seconds]', 'redraw every few seconds (default 2) until the run closes; exit 0 if it completed').preset('2').argParser(parseWatchSeconds))
+  .option('--json', 'one JSON object {status, workflow, activities} (with --watch, one line per refresh)')
+  .description("a migration's phase, each container's running step, transfers, waits, gates, failures and the commands that steer them")
+  .action(async (tenant: string, opts: { dryRun?: boolean; watch?: number; json?: boolean }) => {
     const cfg = temporalConfig();
     const client = await connectClient(cfg.address, cfg.namespace);
-    const handle = client.workflow.getHandle(workflowIdOf(tenant, opts.dryRun ? 'dry-run' : 'live'));
-    const status = await handle.query(statusQuery);
-    console.log(JSON.stringify(status, null, 2));
-    // Open waits last, where the operator reads them: what, since and until when, and how to steer them.
-    for (const w of status.waits.filter((x) => x.state === 'waiting')) console.log(describeWait(tenant, w));
-    // Why a poll is not done yet: its last attempt's answer, kept by the server (attempts are not in the history).
-    for (const a of (await handle.describe()).raw.pendingActivities ?? []) {
-      if (!a.lastFailure?.message) continue;
-      const next = a.nextAttemptScheduleTime?.seconds ? `; next attempt at ${new Date(Number(a.nextAttemptScheduleTime.seconds) * 1000).toISOString()}` : '';
-      console.log(`  ${a.activityType?.name ?? 'activity'} attempt ${a.attempt ?? '?'}: ${a.lastFailure.message}${next}`);
+    try {
+      process.exitCode = await runStatus(client, {
+        tenant,
+        mode: opts.dryRun ? 'dry-run' : 'live',
+        json: opts.json ?? false,
+        ...(opts.watch !== undefined ? { watchS: opts.watch } : {}),
+        address: cfg.address,
+        namespace: cfg.namespace,
+        write: (text) => process.stdout.write(text),
+        tty: process.stdout.isTTY === true,
+      });
+    } finally {
+      await client.connection.close();
     }
-    // At a gate, what it asks last, where the operator reads it (the dns gate: the records to change).
-    if (status.gate) console.log(`waiting at the ${status.gate.name} gate: ${status.gate.title}\n  approve with: gbo-migrate approve ${tenant} --gate ${status.gate.name} --by <name> --reason <text>`);
-    await client.connection.close();
   });
 
 program
@@ -156,16 +159,6 @@ program
     const args = { gate: opts.gate, by: byOf(opts), reason: opts.reason, ...(opts.override ? { override: true } : {}) };
     await operate(tenant, opts, approveUpdate, args, (a) => `approved ${a.gate} by ${a.by} at ${a.at}${a.override ? ' (override of a red matrix)' : ''}`);
   });
-
-/** One open wait, with the commands that steer it. */
-function describeWait(tenant: string, w: WaitRecord): string {
-  const steer =
-    w.kind === 'gate'
-      ? `extend with: gbo-migrate extend ${tenant} --wait ${w.id} --for <30m|2h|3d> --by <name> --reason <text>`
-      : `cut short with: gbo-migrate wake ${tenant} --wait ${w.id} --by <name> --reason <text>; extend with: gbo-migrate extend ${tenant} --wait ${w.id} --for <2h> --by <name> --reason <text>`;
-  const acted = w.actions.map((a) => `${a.action} by ${a.by} at ${a.at} (${a.reason})`).join('; ');
-  return `waiting for ${w.what}\n  wait ${w.id}: since ${w.since}, until ${w.until}${acted ? `; ${acted}` : ''}\n  ${steer}`;
-}
 
 /**
  * Runs one operator update against the tenant's migration and prints its answer; a refusal says

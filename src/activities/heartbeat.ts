@@ -39,7 +39,7 @@ export interface HeartbeatOptions {
   heartbeatIntervalMs?: number;
 }
 
-const DEFAULT_HEARTBEAT_INTERVAL_MS = 5000;
+export const DEFAULT_HEARTBEAT_INTERVAL_MS = 5000;
 
 /** rsync `--info=progress2`: `  134,217,728  49%   64.00MB/s    0:00:02 (xfr#1, to-chk=0/2)` */
 const RSYNC_PROGRESS = /([\d,]+)\s+(\d{1,3})%\s+(\d+(?:\.\d+)?[kMGT]?B\/s)\s+\d+:\d{2}:\d{2}/g;

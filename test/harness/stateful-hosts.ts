@@ -12,7 +12,8 @@
  * other command is refused loudly (exit 99, listed in `unscripted`), never answered with success.
  *
  * Faults for the workflow tests: `failNext` (fails without effect), `hang` (silent until its
- * signal aborts or `release()`), `refuseConnect`. Observability: `log`, `effects`, `running()`,
+ * signal aborts or `release()`), `slowTransfer` (a data pull printing rsync progress for a while),
+ * `refuseConnect`. Observability: `log`, `effects`, `running()`,
  * `peakConcurrency()`, `sourceSnapshot()`, `destinationSnapshot()`.
  */
 import { CancelledFailure } from '@temporalio/common';
@@ -217,6 +218,15 @@ export interface HangOptions {
    * a push has half the files. Only for those; any other command records an `unscripted` entry.
    */
   halfDone?: boolean;
+}
+
+export interface SlowTransferOptions {
+  /** The size the transfer pretends to move (the folder's files are what it really copies). */
+  bytes: number;
+  /** How long it takes, printing rsync progress all along. */
+  ms: number;
+  /** How many matching transfers are slow. Default 1. */
+  times?: number;
 }
 
 /** One planned container's source side, as a test compares it before and after. */
@@ -489,6 +499,7 @@ export class StatefulHosts implements CommandExecutor {
   private readonly inside: InsideHandler[];
   private readonly faults: Fault[] = [];
   private readonly hangs: HangFault[] = [];
+  private readonly slowTransfers: { match: CommandMatch; options: SlowTransferOptions; times: number }[] = [];
   private readonly connectFaults: { role: HostRole | 'any'; error: Error; times: number }[] = [];
   private readonly hung: Hung[] = [];
   private readonly inFlight = new Map<string, number>();
@@ -538,6 +549,8 @@ export class StatefulHosts implements CommandExecutor {
       if (fault) return { exitCode: fault.result.exitCode ?? 1, stdout: fault.result.stdout ?? '', stderr: fault.result.stderr ?? 'stateful-hosts: injected failure\n' };
       const hang = this.take(this.hangs, host, inner);
       if (hang) await this.hangHere(key, target, inner, hang.options, signal, options.stdin);
+      const slow = this.take(this.slowTransfers, host, inner);
+      if (slow) await this.transferSlowly(target, inner, slow.options, options);
       if (this.options.delayMs) await this.pause(this.options.delayMs, target, signal);
       if (this.plan.hosts[host].sudo && !sudo) {
         this.withoutSudo.push(key);
@@ -630,6 +643,15 @@ export class StatefulHosts implements CommandExecutor {
   /** The next matching commands hang silently until their signal aborts (CancelledFailure) or `release()`. */
   hang(match: CommandMatch, options: HangOptions = {}): void {
     this.hangs.push({ match, options, times: options.times ?? 1 });
+  }
+
+  /**
+   * The next matching data pulls (rsync into staging) take `ms` and print rsync's
+   * `--info=progress2` lines all along, as if moving `bytes`, before their effect, which is the
+   * same as any pull's. The live view's transfer progress comes from those lines.
+   */
+  slowTransfer(match: CommandMatch, options: SlowTransferOptions): void {
+    this.slowTransfers.push({ match, options, times: options.times ?? 1 });
   }
 
   /** Lets hung commands (all, or the matching ones) go on: they complete with their full effect. Returns how many. */
@@ -888,6 +910,24 @@ export class StatefulHosts implements CommandExecutor {
       signal?.addEventListener('abort', onAbort, { once: true });
       if (options.ms !== undefined) setTimeout(entry.release, options.ms).unref();
     });
+  }
+
+  /** rsync's progress lines (`\r`-separated, as it rewrites one line) for `slowTransfer`, abortable between them. */
+  private async transferSlowly(target: HostTarget, command: string, o: SlowTransferOptions, run: RunOptions): Promise<void> {
+    if (this.find(target.role, command)?.handler.name !== 'pull the data (rsync into staging)') {
+      this.unscripted.push(`${target.role}: (not a data pull: no slow transfer) ${command}`);
+      return;
+    }
+    const ticks = Math.max(1, Math.round(o.ms / 200));
+    // rsync's MB are 1024², its rate has two decimals.
+    const rate = `${(o.bytes / (o.ms / 1000) / 1024 ** 2).toFixed(2)}MB/s`;
+    for (let i = 1; i <= ticks; i++) {
+      await this.pause(o.ms / ticks, target, run.signal);
+      const bytes = Math.floor((o.bytes * i) / ticks);
+      const left = Math.round(((ticks - i) * o.ms) / ticks / 1000);
+      const eta = `${Math.floor(left / 3600)}:${String(Math.floor((left % 3600) / 60)).padStart(2, '0')}:${String(left % 60).padStart(2, '0')}`;
+      run.onOutput?.(`\r${bytes.toLocaleString('en-US').padStart(15)} ${String(Math.floor((bytes * 100) / o.bytes)).padStart(3)}%   ${rate}    ${eta} (xfr#${i}, to-chk=${ticks - i}/${ticks})`);
+    }
   }
 
   private pause(ms: number, target: HostTarget, signal: AbortSignal | undefined): Promise<void> {
