@@ -7,7 +7,7 @@ cd "$root"
 bash scripts/setup.sh || { echo "0 passed, 1 failed"; exit 1; }
 if [ "$(id -u)" = 0 ]; then
   # The lab's packages (LXD, Incus, sshd, rsync, Caddy, NSD...) and the browser for the Web UI test.
-  bash lab/install.sh chromium || { echo "package install failed"; echo "0 passed, 1 failed"; exit 1; }
+  bash lab/install.sh chromium jq || { echo "package install failed"; echo "0 passed, 1 failed"; exit 1; }
 fi
 mkdir -p .data
 report=.data/jest-report.json

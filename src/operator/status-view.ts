@@ -197,7 +197,7 @@ export function renderStatus(live: LiveStatus, now: Date = new Date()): string {
 
   if (s.gate) {
     out.push('', `gate ${s.gate.name}: ${s.gate.title}`, `  approve with: ${cmd(live, 'approve', `--gate ${s.gate.name} --reason <text>`)}`);
-    if (s.gate.name === 'cutover') out.push(`  verify again after a fix by hand: ${cmd(live, 'reverify', '--by <name> --reason <text>')}`);
+    if (s.gate.name === 'cutover') out.push(`  verify again after a fix by hand: ${cmd(live, 'reverify', '--reason <text>')}`);
   }
 
   const failures = Object.entries(s.failures);
