@@ -7,7 +7,7 @@ import { ApplicationFailure, type LogLevel, type LogMetadata } from '@temporalio
 import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
 import { createActivities, type ActivityDeps } from './activities';
 import { DryRunExecutor } from './activities/executor';
-import { DEFAULT_HEARTBEAT_INTERVAL_MS } from './activities/heartbeat';
+import { DEFAULT_HEARTBEAT_INTERVAL_MS, PROGRESS_BEAT_MS } from './activities/heartbeat';
 import { temporalConfig } from './config';
 import { FailureType } from './errors';
 import { SshPool } from './ssh/pool';
@@ -45,8 +45,9 @@ export async function createWorker(options: WorkerOptions): Promise<Worker> {
     workflowsPath: require.resolve('./workflows'),
     activities: createActivities(deps),
     // Each beat reaches the server (whose description `status` reads: a transfer's bytes and rate),
-    // not one in 16 s (the SDK's default throttle, 0.8 of the 20 s heartbeat timeout).
-    maxHeartbeatThrottleInterval: deps.heartbeatIntervalMs ?? DEFAULT_HEARTBEAT_INTERVAL_MS,
+    // not one in 16 s (the SDK's default throttle, 0.8 of the 20 s heartbeat timeout): a transfer
+    // beats up to once a second, everything else every few seconds.
+    maxHeartbeatThrottleInterval: Math.min(PROGRESS_BEAT_MS, deps.heartbeatIntervalMs ?? DEFAULT_HEARTBEAT_INTERVAL_MS),
   });
 }
 

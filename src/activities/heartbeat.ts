@@ -40,6 +40,11 @@ export interface HeartbeatOptions {
 }
 
 export const DEFAULT_HEARTBEAT_INTERVAL_MS = 5000;
+/**
+ * A transfer's progress is sent sooner, up to once a second: a transfer of a few hundred MB over a
+ * fast link is over in seconds, and `status` would never see its bytes at the 5 s beat.
+ */
+export const PROGRESS_BEAT_MS = 1000;
 
 /** rsync `--info=progress2`: `  134,217,728  49%   64.00MB/s    0:00:02 (xfr#1, to-chk=0/2)` */
 const RSYNC_PROGRESS = /([\d,]+)\s+(\d{1,3})%\s+(\d+(?:\.\d+)?[kMGT]?B\/s)\s+\d+:\d{2}:\d{2}/g;
@@ -61,7 +66,11 @@ export async function withHeartbeat<T>(step: string, work: (hb: Heartbeat) => Pr
   let latest: Omit<Partial<Progress>, 'step' | 'elapsedS'> = {};
   // rsync rewrites its progress line with \r; a report may arrive split over two chunks.
   let recent = '';
-  const beat = () => activity?.heartbeat({ step, elapsedS: Math.round((Date.now() - started) / 1000), ...latest } satisfies Progress);
+  let lastBeat = 0;
+  const beat = () => {
+    lastBeat = Date.now();
+    activity?.heartbeat({ step, elapsedS: Math.round((Date.now() - started) / 1000), ...latest } satisfies Progress);
+  };
   const hb: Heartbeat = {
     report: (progress) => {
       latest = { ...latest, ...progress };
@@ -72,7 +81,9 @@ export async function withHeartbeat<T>(step: string, work: (hb: Heartbeat) => Pr
       onOutput: (chunk) => {
         recent = (recent + chunk).slice(-512);
         const p = rsyncProgress(recent);
-        if (p) latest = { ...latest, ...p };
+        if (!p) return;
+        latest = { ...latest, ...p };
+        if (activity && Date.now() - lastBeat >= PROGRESS_BEAT_MS) beat();
       },
     }),
     signal: activity?.cancellationSignal,

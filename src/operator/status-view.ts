@@ -4,7 +4,8 @@
  * is a function of what was gathered and of the time, so tests render any moment.
  */
 import type { Progress } from '../activities/heartbeat';
-import type { MatrixEntry, WaitRecord } from '../workflows/messages';
+import { CONTAINER_PHASES, type PhaseId } from '../runbook/model';
+import type { MatrixEntry, MigrationStatus, WaitRecord } from '../workflows/messages';
 import type { ActivityView, LiveStatus } from './live-status';
 
 // ---- numbers -----------------------------------------------------------------------------------
@@ -131,11 +132,22 @@ function failureLines(message: string): string[] {
 
 const cell = (e: MatrixEntry) => `${e.container}/${e.service}${e.port !== undefined ? `:${e.port}/${e.protocol ?? 'tcp'}` : ''}${e.path ? ` ${e.path}` : ''}${e.required ? '' : ' (optional)'}`;
 
+/**
+ * The step an activity runs before its first heartbeat says so: its container's running step, or
+ * the migration's own running step (the tenant's steps run one at a time).
+ */
+function stepOf(a: ActivityView, s: MigrationStatus | undefined): string | undefined {
+  if (!s) return undefined;
+  if (a.container) return s.containers[a.container]?.step;
+  const own = Object.entries(s.steps).filter(([id, state]) => state === 'running' && !CONTAINER_PHASES.includes(id.split('/')[0] as PhaseId));
+  return own.length === 1 ? own[0]![0] : undefined;
+}
+
 /** One running or retrying activity: step, what it does, for how long, its attempts. */
-function activityLines(a: ActivityView, now: Date): string[] {
+function activityLines(a: ActivityView, s: MigrationStatus | undefined, now: Date): string[] {
   const p = a.progress;
   const who = a.container ?? 'tenant';
-  const head = [`${who}: ${p?.step ?? a.type}`, p?.doing, p?.elapsedS !== undefined ? formatSpan(p.elapsedS * 1000) : undefined, a.attempt > 1 ? `attempt ${a.attempt}` : undefined]
+  const head = [`${who}: ${p?.step ?? stepOf(a, s) ?? a.type}`, p?.doing, p?.elapsedS !== undefined ? formatSpan(p.elapsedS * 1000) : undefined, a.attempt > 1 ? `attempt ${a.attempt}` : undefined]
     .filter(Boolean)
     .join(', ');
   const out = [`  ${head}`];
@@ -186,7 +198,7 @@ export function renderStatus(live: LiveStatus, now: Date = new Date()): string {
 
   if (live.activities.length) {
     out.push('', 'running:');
-    for (const a of live.activities) out.push(...activityLines(a, now));
+    for (const a of live.activities) out.push(...activityLines(a, s, now));
   }
 
   const open = s.waits.filter((w) => w.state === 'waiting');

@@ -358,6 +358,14 @@ export const planSchema = z
         pullIdentity: absPath,
         /** known_hosts file on the destination host that pins the source's host key for the pull. */
         pullKnownHosts: absPath.optional(),
+        /**
+         * rsync's `--bwlimit` for the warm pull, which runs while the source serves its users: a
+         * number of KiB/s, or with K, M or G (`40M`). The final pull, during the downtime, is never limited.
+         */
+        warmBandwidthLimit: z
+          .string()
+          .regex(/^[1-9][0-9]{0,6}[KMG]?$/, 'a rate for rsync --bwlimit: KiB/s, or a number with K, M or G, like 40M')
+          .optional(),
       })
       .strict(),
     portForwards: z.array(portForwardSchema).max(256).default([]),

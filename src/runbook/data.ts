@@ -8,10 +8,11 @@ import { hasData, step, type Ctx, type StepInit } from './commands';
 import { CONTAINER_CHECK_SCRIPT, CONTAINER_OWNERS_SCRIPT, LISTING_SCRIPT, MANIFEST_SCRIPT, OWNERS_LISTING_SCRIPT, SHIFT_IDS_SCRIPT, SHIFTED_CHECK_SCRIPT } from './scripts';
 import { ph, pinnedAddress, q, sh } from './shell';
 
-function rsyncPull(ctx: Ctx, c: ContainerPlan): string {
+function rsyncPull(ctx: Ctx, c: ContainerPlan, bwlimit?: string): string {
   const src = `${ctx.plan.hosts.source.user}@${pinnedAddress(ctx.plan.hosts.source.address, 'source')}:${ctx.sourceDataOf(c)}/`;
   // Numeric IDs, hard links, ACLs and xattrs as the source has them: nothing flattened.
-  return `mkdir -p ${q(ctx.stagingOf(c))} && ${sh('rsync', '-aHAX', '--numeric-ids', '-z', '--partial', '--delete', '--info=progress2', '-e', ctx.sshToSource, src, `${ctx.stagingOf(c)}/`)}`;
+  const limit = bwlimit ? [`--bwlimit=${bwlimit}`] : [];
+  return `mkdir -p ${q(ctx.stagingOf(c))} && ${sh('rsync', '-aHAX', '--numeric-ids', '-z', '--partial', '--delete', ...limit, '--info=progress2', '-e', ctx.sshToSource, src, `${ctx.stagingOf(c)}/`)}`;
 }
 
 export function presync(ctx: Ctx, c: ContainerPlan): Step[] {
@@ -24,7 +25,9 @@ export function presync(ctx: Ctx, c: ContainerPlan): Step[] {
       title: `Warm pull of ${ctx.sourceDataOf(c)} while ${ctx.sourceName(c)} runs`,
       host: 'destination',
       kind: 'run',
-      command: rsyncPull(ctx, c),
+      // rsync's 24 ("some files vanished before they could be transferred") is what a running
+      // source does (caches, ACME challenge tokens); the final pull, source stopped, takes the rest.
+      command: `${rsyncPull(ctx, c, ctx.plan.data.warmBandwidthLimit)} || [ $? -eq 24 ]`,
       check: dataMoved(ctx, c),
       profile: 'transfer',
     }),

@@ -102,6 +102,28 @@ describe('activities heartbeat on a timer', () => {
     expect(run.beats.at(-1)).toMatchObject({ step: 'presync/tables/rsync', bytes: 1048576, percent: 12, rate: '10.50MB/s' });
   });
 
+  it('a transfer beats as its progress comes, once a second at most, whatever the timer says', async () => {
+    // rsync prints a report every 200 ms for 2.5 s; the timer alone (a minute) would beat once, at the start.
+    const progressing: CommandExecutor = {
+      connect: async () => undefined,
+      run: async (_t, command, options = {}) => {
+        if (!options.guard) return { exitCode: 1, stdout: '', stderr: '' };
+        for (let i = 1; i <= 12; i++) {
+          await new Promise((r) => setTimeout(r, 200));
+          options.onOutput?.(`\r ${(i * 10_485_760).toLocaleString('en-US')}  ${i * 8}%   50.00MB/s    0:00:0${9 - Math.floor(i / 2)}  `);
+        }
+        return { exitCode: 0, stdout: '', stderr: '' };
+      },
+    };
+    const acts = createActivities({ dryRun: new DryRunExecutor(), live: progressing, heartbeatIntervalMs: 60_000 });
+    const run = inActivity(() => acts.runStep(inputOf(stepById('presync/tables/rsync'))));
+    await run.result;
+    const withBytes = (run.beats as Progress[]).filter((b) => b.bytes !== undefined);
+    expect(withBytes.length).toBeGreaterThanOrEqual(2);
+    expect(withBytes.length).toBeLessThanOrEqual(3);
+    expect(new Set(withBytes.map((b) => b.percent)).size).toBe(withBytes.length);
+  });
+
   const zone = ['$ORIGIN pragmatismo.com.br.', '$TTL 3600', '@ IN SOA ns1 hostmaster (2026010101 7200 3600 1209600 300)', '@ IN A 10.0.0.1', ''].join('\n');
   const caddy = 'chat.example.com {\n  reverse_proxy 10.16.164.12:5859\n}\n';
   const cases: [string, (a: Activities, input: StepInput) => Promise<unknown>, Step, Record<string, string>][] = [

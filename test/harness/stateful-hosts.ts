@@ -1639,7 +1639,7 @@ export class StatefulHosts implements CommandExecutor {
       {
         name: 'pull the data (rsync into staging)',
         on: 'destination',
-        re: rx(/^mkdir -p <path> && rsync -aHAX --numeric-ids -z --partial --delete --info=progress2 -e ('[^']*') (\S+)@([^:\s]+):<path>\/ <1>\/$/),
+        re: rx(/^mkdir -p <path> && rsync -aHAX --numeric-ids -z --partial --delete (?:--bwlimit=\S+ )?--info=progress2 -e ('[^']*') (\S+)@([^:\s]+):<path>\/ <1>\/(?: \|\| \[ \$\? -eq 24 \])?$/),
         run: (x) => this.pull(x, false),
         half: (x) => void this.pull(x, true),
       },

@@ -137,6 +137,23 @@ describe('the frame', () => {
     expect(frame).toContain('  tenant: checkDns, attempt 4\n    last heartbeat 2m 00s ago\n    last failure: NotYet: ns1 answers 1.2.3.4 for www; next attempt at 2026-11-29T12:00:30.000Z (in 30s)');
   });
 
+  test('an activity that has not heartbeated yet is named by the step that runs it', () => {
+    const frame = renderStatus(
+      live(
+        {
+          activities: [
+            { workflowId: 'migrate-acme', activityId: '7', type: 'runStep', state: 'started', attempt: 1 },
+            { workflowId: 'migrate-acme-tables', container: 'tables', activityId: '2', type: 'runStep', state: 'started', attempt: 1 },
+          ],
+        },
+        { steps: { 'network/tenant/forward': 'running', 'data/tables/push': 'running', 'preflight/tenant/inventory': 'done' }, containers: { tables: { phase: 'data', step: 'data/tables/push' } } },
+      ),
+      now,
+    );
+    expect(frame).toContain('  tenant: network/tenant/forward\n');
+    expect(frame).toMatch(/^ {2}tables: data\/tables\/push$/m);
+  });
+
   test('an open wait: what, until when, how long is left, and the commands that steer it', () => {
     const frame = renderStatus(
       live({}, { waits: [{ id: 'dns/propagation', kind: 'poll', what: 'the authoritative servers to answer the new records', since: '2026-11-29T11:50:00.000Z', until: '2026-11-29T13:00:00.000Z', state: 'waiting', actions: [] }] }),

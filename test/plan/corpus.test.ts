@@ -58,6 +58,8 @@ const cases: Case[] = [
   ['tenantsRoot below /etc', (p) => (p.data.tenantsRoot = '/etc/gbo/tenants'), 'data.tenantsRoot', 'outside /etc'],
   ['sourceRoot inside LXD state', (p) => (p.data.sourceRoot = '/var/lib/lxd/storage-pools'), 'data.sourceRoot', 'outside /var/lib/lxd'],
   ['containerPath is /usr', (p) => (p.data.containerPath = '/usr'), 'data.containerPath', 'not the system directory /usr'],
+  ['warm bandwidth limit as an option', (p) => (p.data.warmBandwidthLimit = '--delete'), 'data.warmBandwidthLimit', 'a rate for rsync --bwlimit'],
+  ['warm bandwidth limit with a unit rsync does not read', (p) => (p.data.warmBandwidthLimit = '40MB/s'), 'data.warmBandwidthLimit', 'a number with K, M or G, like 40M'],
   ['staging is a home directory itself', (p) => (p.data.staging = '/home/administrator'), 'data.staging', 'not a home directory itself'],
   ['staging is /tmp', (p) => (p.data.staging = '/tmp'), 'data.staging', 'not the system directory /tmp'],
   ['staging with a /./ segment', (p) => (p.data.staging = '/home/administrator/./gbo'), 'data.staging', 'without "." segments'],

@@ -1,4 +1,6 @@
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadPlan } from '../../src/plan/load';
 import { buildRunbook } from '../../src/runbook/build';
@@ -70,6 +72,25 @@ describe('the runbook for pragmatismo', () => {
     expect(steps.some((s) => s.id.endsWith('/chown'))).toBe(false);
     expect(indexOf('data/system/shift-ids')).toBeLessThan(indexOf('data/system/push'));
     expect(cmd('data/system/shift-ids')).toContain(' shift-ids /opt/gbo/tenants/pragmatismo/system {{idshift:system}}');
+  });
+
+  it("tolerates files vanishing during the warm pull (rsync's 24), never during the final one", () => {
+    // The commands as built, run by a real sh over a stub rsync that exits with the code given.
+    const dir = mkdtempSync(join(tmpdir(), 'gbo-rsync-'));
+    writeFileSync(join(dir, 'rsync'), '#!/bin/sh\nexit "$RSYNC_RC"\n', { mode: 0o755 });
+    const exit = (id: string, rc: number) => {
+      const command = steps.find((x) => x.id === id)!.command.replace(/^mkdir -p \S+ && /, '');
+      return spawnSync('sh', ['-c', command], { env: { PATH: `${dir}:/usr/bin:/bin`, RSYNC_RC: String(rc) } }).status;
+    };
+    expect([0, 24, 23, 12].map((rc) => exit('presync/proxy/rsync', rc))).toEqual([0, 0, 1, 1]);
+    expect([0, 24].map((rc) => exit('data/proxy/final-sync', rc))).toEqual([0, 24]);
+  });
+
+  it("limits the warm pull's bandwidth when the plan says so, never the final pull's", () => {
+    const limited = allSteps(buildRunbook({ ...plan, data: { ...plan.data, warmBandwidthLimit: '40M' } }));
+    expect(limited.find((x) => x.id === 'presync/system/rsync')!.command).toContain(' --delete --bwlimit=40M --info=progress2 ');
+    expect(limited.find((x) => x.id === 'data/system/final-sync')!.command).not.toContain('--bwlimit');
+    expect(cmd('presync/system/rsync')).not.toContain('--bwlimit');
   });
 
   it('forwards every port of the NAT table with check-before-add, then masquerades the bridge', () => {
