@@ -10,7 +10,8 @@ import { realNet } from '../probe/probes';
 import { commandOf, guardOf, liveExecutor, outcomeOf, type ActivityDeps, type StepInput, type StepOutcome } from './common';
 import { withHeartbeat, type Heartbeat } from './heartbeat';
 
-async function probeOnce(deps: ActivityDeps, input: StepInput, hb: Heartbeat): Promise<{ ok: boolean; detail: string; command: string }> {
+/** One probe: answered or not, why, and for a probe run on a host, the command's exit code (for the audit). */
+async function probeOnce(deps: ActivityDeps, input: StepInput, hb: Heartbeat): Promise<{ ok: boolean; detail: string; command: string; exitCode?: number }> {
   const { step, hosts } = input;
   if (step.host === 'worker') {
     const p = step.params ?? {};
@@ -42,7 +43,7 @@ async function probeOnce(deps: ActivityDeps, input: StepInput, hb: Heartbeat): P
   }
   const command = commandOf(input);
   const r = await liveExecutor(deps).run(hosts[step.host], command, hb.watch({ guard: guardOf(step) }));
-  return { ok: r.exitCode === 0, detail: r.exitCode === 0 ? 'answered' : `exit ${r.exitCode} ${r.stderr.trim().slice(0, 200)}`, command };
+  return { ok: r.exitCode === 0, detail: r.exitCode === 0 ? 'answered' : `exit ${r.exitCode} ${r.stderr.trim().slice(0, 200)}`, command, exitCode: r.exitCode };
 }
 
 async function probe(deps: ActivityDeps, input: StepInput, hb: Heartbeat): Promise<StepOutcome> {
@@ -58,7 +59,7 @@ async function probe(deps: ActivityDeps, input: StepInput, hb: Heartbeat): Promi
   if (!last.ok && input.step.phase !== 'verify') {
     throw ApplicationFailure.create({ type: 'ProbeFailed', message: `${input.step.id}: no answer: ${last.detail}` });
   }
-  return outcome({ status: 'done', command: last.command, ok: last.ok, output: last.detail });
+  return outcome({ status: 'done', command: last.command, ok: last.ok, output: last.detail, ...(last.exitCode !== undefined ? { exitCode: last.exitCode } : {}) });
 }
 
 export function createProbeActivities(deps: ActivityDeps) {
