@@ -4,7 +4,7 @@
  * moved and verified, the waits, approvals, operator decisions, skipped steps with their reasons.
  * What the history does not hold is said to be unknown, never guessed.
  */
-import type { MatrixEntry, SkippedStep, ChildReport, Approval } from '../workflows/messages';
+import { matrixEntryOf, type MatrixEntry, type SkippedStep, type ChildReport, type Approval } from '../workflows/messages';
 import type { MigrationReport } from '../workflows/migrate-tenant';
 import { auditTimeline, childResults, type AuditTimeline, type OperatorAction, type StepRecord, type TimerRecord } from './audit';
 import { decode, timeOf, type MigrationHistories } from './migration-history';
@@ -103,21 +103,9 @@ function verificationRuns(steps: StepRecord[]): StepRecord[][] {
   return runs;
 }
 
-/** The matrix as the workflow builds it (migrate-tenant.ts `matrixOf`), from one run of probes. */
+/** The matrix as the workflow builds it, from one run of probes. */
 function matrixOf(run: StepRecord[]): MatrixEntry[] {
-  return run.map((s) => {
-    const p = s.params ?? {};
-    return {
-      container: s.stepId.split('/')[1] ?? '',
-      service: String(p.service ?? ''),
-      ...(typeof p.port === 'number' ? { port: p.port, protocol: String(p.protocol) } : {}),
-      ...(typeof p.path === 'string' ? { path: p.path } : {}),
-      ...(typeof p.probe === 'string' ? { probe: p.probe } : {}),
-      ...(p.probe === 'none' ? { notProbed: true } : {}),
-      required: p.required !== false,
-      ok: s.ok === true,
-    };
-  });
+  return run.map((s) => matrixEntryOf(s.stepId.split('/')[1] ?? '', s.params ?? {}, s.ok === true));
 }
 
 const endOf = (s: StepRecord) => Date.parse(s.at) + (s.elapsedMs ?? 0);

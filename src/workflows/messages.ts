@@ -60,6 +60,20 @@ export interface MatrixEntry {
   ok: boolean;
 }
 
+/** A verify-phase probe's cell of the matrix, from its step's parameters and whether it answered. */
+export function matrixEntryOf(container: string, params: Record<string, unknown>, ok: boolean): MatrixEntry {
+  return {
+    container,
+    service: String(params.service ?? ''),
+    ...(typeof params.port === 'number' ? { port: params.port, protocol: String(params.protocol) } : {}),
+    ...(typeof params.path === 'string' ? { path: params.path } : {}),
+    ...(typeof params.probe === 'string' ? { probe: params.probe } : {}),
+    ...(params.probe === 'none' ? { notProbed: true } : {}),
+    required: params.required !== false,
+    ok,
+  };
+}
+
 export interface MigrationStatus {
   tenant: string;
   mode: 'dry-run' | 'live';

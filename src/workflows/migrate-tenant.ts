@@ -21,7 +21,7 @@ import { phaseSteps, type GateName, type PhaseId, type Step } from '../runbook/m
 import { compensate } from './compensation';
 import { oneLine } from './details';
 import { checkInput, type CheckedInput, type MigrateTenantInput } from './input';
-import { TENANT_ATTR, workflowIdOf, type Approval, type MatrixEntry, type SkippedStep } from './messages';
+import { matrixEntryOf, TENANT_ATTR, workflowIdOf, type Approval, type MatrixEntry, type SkippedStep } from './messages';
 import { migrateContainer } from './migrate-container';
 import { MigrationState } from './operator-state';
 import { runSteps, STEP_FAILED } from './run-steps';
@@ -277,20 +277,7 @@ function stepFailureOf(err: unknown): ApplicationFailure | undefined {
 
 /** The verification matrix from the verify phase's probe outcomes. */
 function matrixOf(steps: Step[], outcomes: StepOutcome[]): MatrixEntry[] {
-  return steps.map((s) => {
-    const o = outcomes.find((x) => x.id === s.id);
-    const p = s.params ?? {};
-    return {
-      container: s.container ?? '',
-      service: String(p.service ?? ''),
-      ...(typeof p.port === 'number' ? { port: p.port, protocol: String(p.protocol) } : {}),
-      ...(typeof p.path === 'string' ? { path: p.path } : {}),
-      ...(typeof p.probe === 'string' ? { probe: p.probe } : {}),
-      ...(p.probe === 'none' ? { notProbed: true } : {}),
-      required: p.required !== false,
-      ok: o?.ok === true,
-    };
-  });
+  return steps.map((s) => matrixEntryOf(s.container ?? '', s.params ?? {}, outcomes.find((x) => x.id === s.id)?.ok === true));
 }
 
 /** What a container's child needs of the record: the run's timestamp and that container's own values. */

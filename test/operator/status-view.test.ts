@@ -2,32 +2,13 @@
 import type { LiveStatus } from '../../src/operator/live-status';
 import { etaSeconds, formatBytes, formatClock, formatSpan, parseRate, progressBar, renderMissing, renderStatus, statusJson, transferLine } from '../../src/operator/status-view';
 import type { MigrationStatus } from '../../src/workflows/messages';
+import { migrationStatus } from '../harness/migration-status';
 
 const now = new Date('2026-11-29T12:00:00.000Z');
 const MB = 1024 ** 2;
 const GB = 1024 ** 3;
 
-function status(over: Partial<MigrationStatus> = {}): MigrationStatus {
-  return {
-    tenant: 'acme',
-    mode: 'live',
-    phase: 'data',
-    paused: false,
-    waits: [],
-    steps: {},
-    failures: {},
-    skipped: [],
-    pauses: [],
-    containers: {},
-    decisions: [],
-    reverifications: [],
-    undoFailures: [],
-    matrix: [],
-    approvals: [],
-    downtimeOver: false,
-    ...over,
-  };
-}
+const status = migrationStatus;
 
 function live(over: Partial<LiveStatus> = {}, s: Partial<MigrationStatus> = {}): LiveStatus {
   return {

@@ -2,26 +2,10 @@
 import type { Step } from '../../src/runbook/model';
 import { oneLine, stepSummary, tenantDetails } from '../../src/workflows/details';
 import type { MigrationStatus } from '../../src/workflows/messages';
+import { migrationStatus } from '../harness/migration-status';
 
-const status = (over: Partial<MigrationStatus> = {}): MigrationStatus => ({
-  tenant: 'acme',
-  mode: 'live',
-  phase: 'data',
-  paused: false,
-  waits: [],
-  steps: {},
-  failures: {},
-  skipped: [],
-  pauses: [],
-  containers: { tables: { phase: 'data', step: 'data/tables/rsync-final' }, web: { phase: 'done', ip: '10.0.0.5' } },
-  decisions: [],
-  reverifications: [],
-  undoFailures: [],
-  matrix: [],
-  approvals: [],
-  downtimeOver: false,
-  ...over,
-});
+const status = (over: Partial<MigrationStatus> = {}): MigrationStatus =>
+  migrationStatus({ containers: { tables: { phase: 'data', step: 'data/tables/rsync-final' }, web: { phase: 'done', ip: '10.0.0.5' } }, ...over });
 
 test('a summary is the step ID and title on one line, cut at 200 characters', () => {
   const step = { id: 'data/tables/push', title: 'Push tables data\ninto the container' } as Step;
