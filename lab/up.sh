@@ -409,7 +409,18 @@ shop_gen_data "$base"
 log "manifest: $SRC_DIR/manifest.sha256"
 (cd "$SRC_DATA" && find "${CONTAINERS[@]}" -type f -printf '%p\n' | LC_ALL=C sort | xargs -r -d '\n' sha256sum) > "$SRC_DIR/manifest.sha256"
 
-lxc start "${CONTAINERS[@]/#/$GBO_LAB_TENANT-}" "${SHOP_CONTAINERS[@]}" >/dev/null
+# One `lxc start` of all of them has been seen to hang after every container was running (the
+# client missed the operation's end): bounded, then each container is checked and started alone.
+start_containers() {
+  timeout 120 lxc start "$@" >/dev/null 2>&1 || log "lxc start did not return in 120 s (or failed); checking each container"
+  local c running
+  running=$(lxc list -c ns --format csv | awk -F, '$2 == "RUNNING" { print $1 }')
+  for c in "$@"; do
+    grep -qxF "$c" <<<"$running" && continue
+    timeout 60 lxc start "$c" >/dev/null || die "container $c does not start (lxc start timed out or failed)"
+  done
+}
+start_containers "${CONTAINERS[@]/#/$GBO_LAB_TENANT-}" "${SHOP_CONTAINERS[@]}"
 log "containers started ($(elapsed) s); waiting for their services"
 
 # ---------------------------------------------------------------- wait for every service
