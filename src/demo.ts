@@ -76,6 +76,8 @@ async function main(): Promise<void> {
       `, approvals: ${report.approvals.map((a) => `${a.gate} by ${a.by}`).join(', ')}.`,
   );
   console.log(`Web UI (all migrations): ${cfg.uiUrl}/namespaces/${cfg.namespace}/workflows`);
+  const dry = dryRun ? ' --dry-run' : '';
+  console.log(`Audit it: node dist/src/cli.js history ${plan.tenant}${dry}   |   node dist/src/cli.js report ${plan.tenant}${dry}`);
   await pool.close();
   await client.connection.close();
   await connection.close();
