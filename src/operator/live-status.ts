@@ -9,6 +9,7 @@ import { WorkflowNotFoundError, type Client, type WorkflowExecutionDescription }
 import { defaultPayloadConverter } from '@temporalio/common';
 import type { Progress } from '../activities/heartbeat';
 import { statusQuery, workflowIdOf, type MigrationStatus } from '../workflows/messages';
+import { msOf } from './migration-history';
 
 export interface WorkflowView {
   id: string;
@@ -65,8 +66,7 @@ export interface GatherOptions {
 const ACTIVITY_STATES: Record<number, ActivityView['state']> = { 1: 'scheduled', 2: 'started', 3: 'cancel-requested', 4: 'paused', 5: 'paused' };
 
 type Timestamp = { seconds?: unknown; nanos?: number | null } | null | undefined;
-const isoOf = (ts: Timestamp): string | undefined =>
-  ts?.seconds == null ? undefined : new Date(Number(ts.seconds) * 1000 + Math.floor((ts.nanos ?? 0) / 1e6)).toISOString();
+const isoOf = (ts: Timestamp): string | undefined => (ts?.seconds == null ? undefined : new Date(msOf(ts)).toISOString());
 
 type PendingActivity = NonNullable<WorkflowExecutionDescription['raw']['pendingActivities']>[number];
 

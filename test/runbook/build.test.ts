@@ -1,5 +1,5 @@
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadPlan } from '../../src/plan/load';
@@ -75,15 +75,20 @@ describe('the runbook for pragmatismo', () => {
   });
 
   it("tolerates files vanishing during the warm pull (rsync's 24), never during the final one", () => {
-    // The commands as built, run by a real sh over a stub rsync that exits with the code given.
+    // The commands as built, run by a real sh over a stub rsync that exits with the code given. The
+    // stub is all the PATH holds: the example's source address is data here, never reached.
     const dir = mkdtempSync(join(tmpdir(), 'gbo-rsync-'));
     writeFileSync(join(dir, 'rsync'), '#!/bin/sh\nexit "$RSYNC_RC"\n', { mode: 0o755 });
     const exit = (id: string, rc: number) => {
       const command = steps.find((x) => x.id === id)!.command.replace(/^mkdir -p \S+ && /, '');
-      return spawnSync('sh', ['-c', command], { env: { PATH: `${dir}:/usr/bin:/bin`, RSYNC_RC: String(rc) } }).status;
+      return spawnSync('/bin/sh', ['-c', command], { env: { PATH: dir, RSYNC_RC: String(rc) } }).status;
     };
-    expect([0, 24, 23, 12].map((rc) => exit('presync/proxy/rsync', rc))).toEqual([0, 0, 1, 1]);
-    expect([0, 24].map((rc) => exit('data/proxy/final-sync', rc))).toEqual([0, 24]);
+    try {
+      expect([0, 24, 23, 12].map((rc) => exit('presync/proxy/rsync', rc))).toEqual([0, 0, 1, 1]);
+      expect([0, 24].map((rc) => exit('data/proxy/final-sync', rc))).toEqual([0, 24]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it("limits the warm pull's bandwidth when the plan says so, never the final pull's", () => {
